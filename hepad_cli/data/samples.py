@@ -1,0 +1,113 @@
+"""The one container every dataset hands to the pipeline, and the background split."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+class DataError(ValueError):
+    """Input data that cannot give a trustworthy result (wrong shape, NaN, empty, leaked signal)."""
+
+
+@dataclass
+class Samples:
+    """Background splits and named signal samples, float32 and C-contiguous, one event per row.
+
+    observables maps a sample name ("background_test" or a signal name) to per-event quantities kept
+    for plots (e.g. {"mass": GeV, "pt": GeV}). provenance lists the files read, with checksums.
+    """
+
+    background_train: np.ndarray
+    background_val: np.ndarray
+    background_test: np.ndarray
+    signals: dict[str, np.ndarray]
+    observables: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    provenance: list[dict] = field(default_factory=list)
+    representation: str = "features"
+
+    def __post_init__(self) -> None:
+        self.background_train = _as_events("background_train", self.background_train)
+        self.background_val = _as_events("background_val", self.background_val)
+        self.background_test = _as_events("background_test", self.background_test)
+        if not self.signals:
+            raise DataError("no signal sample was given: an anomaly-detection run needs at least one")
+        self.signals = {name: _as_events(f"signal '{name}'", x) for name, x in self.signals.items()}
+        shape = self.background_train.shape[1:]
+        for name, x in self.named_test_samples().items():
+            if x.shape[1:] != shape:
+                raise DataError(f"{name} has event shape {x.shape[1:]}, background_train has {shape}")
+
+    @property
+    def event_shape(self) -> tuple[int, ...]:
+        return tuple(self.background_train.shape[1:])
+
+    def named_test_samples(self) -> dict[str, np.ndarray]:
+        """Everything that is scored: the background test split first, then each signal."""
+        return {"background": self.background_test, **self.signals}
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "background_train": len(self.background_train),
+            "background_val": len(self.background_val),
+            "background_test": len(self.background_test),
+            **{f"signal_{name}": len(x) for name, x in self.signals.items()},
+        }
+
+
+def _as_events(name: str, x: np.ndarray) -> np.ndarray:
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if x.ndim < 2 or len(x) == 0:
+        raise DataError(f"{name} is empty or has no feature axis (shape {x.shape})")
+    if not np.isfinite(x).all():
+        bad = int((~np.isfinite(x.reshape(len(x), -1))).any(axis=1).sum())
+        raise DataError(f"{name} holds {bad} events with NaN or infinite values; clean the input file")
+    return x
+
+
+def split_background(
+    n_events: int, fractions: dict[str, float], seed: int
+) -> dict[str, np.ndarray]:
+    """Seeded random split of ``n_events`` row numbers into train/val/test by the given fractions."""
+    names = ("train", "val", "test")
+    values = np.array([float(fractions[name]) for name in names])
+    if (values <= 0).any() or not np.isclose(values.sum(), 1.0):
+        raise DataError(f"split fractions must be positive and sum to 1, got {dict(fractions)}")
+    counts = np.floor(values * n_events).astype(int)
+    counts[0] += n_events - counts.sum()
+    if (counts < 2).any():
+        raise DataError(
+            f"background of {n_events} events is too small to split into train/val/test {dict(fractions)}: "
+            "each part needs at least 2 events; use more events (data.n_background / data.max_jets)"
+        )
+    order = np.random.default_rng(seed).permutation(n_events)
+    bounds = np.cumsum(counts)[:-1]
+    return dict(zip(names, np.split(order, bounds), strict=True))
+
+
+def assert_background_only(training: np.ndarray, signals: dict[str, np.ndarray]) -> None:
+    """Fail if any signal event appears verbatim in the training sample (the unsupervised contract)."""
+    flat_train = training.reshape(len(training), -1)
+    # A random projection fingerprints each row; only rows with equal fingerprints are compared exactly.
+    projection = np.random.default_rng(0).normal(size=flat_train.shape[1])
+    train_prints = flat_train.astype(np.float64) @ projection
+    order = np.argsort(train_prints)
+    sorted_prints = train_prints[order]
+    for name, x in signals.items():
+        flat = x.reshape(len(x), -1)
+        prints = flat.astype(np.float64) @ projection
+        first = np.searchsorted(sorted_prints, prints, side="left")
+        last = np.searchsorted(sorted_prints, prints, side="right")
+        leaked = 0
+        for i in np.flatnonzero(last > first):
+            same_print = flat_train[order[first[i] : last[i]]]
+            leaked += bool(np.any(np.all(same_print == flat[i], axis=1)))
+        if leaked:
+            raise DataError(
+                f"{leaked} events of signal '{name}' are also in the background training sample; "
+                "training must see background only: check the signal and background files"
+            )

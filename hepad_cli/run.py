@@ -1,0 +1,47 @@
+"""hepad-run: the Hydra entry point. Thin on purpose: compose, then hand over to experiment.run."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import sys
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger("hepad_cli")
+
+# One random tag per process keeps two runs started in the same second in different directories.
+_PROCESS_TAG = secrets.token_hex(3)
+OmegaConf.register_new_resolver("process_tag", lambda: _PROCESS_TAG, replace=True)
+
+
+@hydra.main(version_base="1.3", config_path="pkg://hepad_cli.conf", config_name="config")
+def app(cfg: DictConfig) -> float | None:
+    from hydra.core.hydra_config import HydraConfig
+
+    from hepad_cli.errors import USER_ERRORS
+    from hepad_cli.experiment import run
+
+    hydra_cfg = HydraConfig.get()
+    out_dir = Path(hydra_cfg.runtime.output_dir)
+    log.info("run directory: %s", out_dir.resolve())
+    try:
+        report = run(cfg, out_dir, list(hydra_cfg.overrides.task))
+    except USER_ERRORS as error:
+        log.error("%s", error)
+        print(f"hepad-run: error: {error}", file=sys.stderr)
+        print(f"hepad-run: the run is marked failed in {out_dir / 'status.json'}", file=sys.stderr)
+        raise SystemExit(1) from None
+    aucs = ", ".join(f"{name} AUC {r['auc']:.3f}" for name, r in report["signals"].items())
+    print(f"hepad-run: {aucs}\nhepad-run: results in {out_dir.resolve()}", file=sys.stderr)
+    return min(r["auc"] for r in report["signals"].values())
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
