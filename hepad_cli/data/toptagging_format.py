@@ -149,8 +149,14 @@ def iter_chunks(
             selected = rows[lo:hi]
             first, last = int(selected[0]), int(selected[-1]) + 1
             local = selected - first
-            floats = table.fields("values_block_0")[first:last][local]
-            ints = table.fields("values_block_1")[first:last][local]
+            try:
+                floats = table.fields("values_block_0")[first:last][local]
+                ints = table.fields("values_block_1")[first:last][local]
+            except OSError as error:
+                raise LayoutError(
+                    f"{path}: rows {first}..{last - 1} cannot be read ({error}); the file is probably "
+                    "truncated: delete it and download or generate it again"
+                ) from error
             yield TopTaggingChunk(
                 rows=selected,
                 constituents=floats[:, :N_PARTICLE_COLUMNS].reshape(-1, MAX_CONSTITUENTS, 4),

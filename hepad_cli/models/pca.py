@@ -24,7 +24,7 @@ class PCAReconstruction(Detector):
     def fit(self, x_train: np.ndarray, x_val: np.ndarray | None = None) -> PCAReconstruction:
         from sklearn.decomposition import PCA
 
-        flat = flatten(x_train)
+        flat = flatten(x_train).astype(np.float64)
         check_latent_dim(self.latent_dim, flat.shape[1])
         if self.latent_dim > len(flat):
             raise ConfigError(f"model.latent_dim={self.latent_dim} exceeds the {len(flat)} training events")

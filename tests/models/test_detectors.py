@@ -1,0 +1,76 @@
+import numpy as np
+import pytest
+
+from hepad_cli.errors import ConfigError
+from hepad_cli.models.conv_ae import ConvAutoencoder
+from hepad_cli.models.pca import PCAReconstruction
+
+
+def images(n: int, seed: int, concentration: float = 0.1) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.dirichlet(np.full(64, concentration), n).reshape(n, 8, 8, 1).astype(np.float32)
+
+
+def test_pca_score_matches_a_straightforward_reconstruction_error():
+    from sklearn.decomposition import PCA
+
+    x = images(300, 0)
+    detector = PCAReconstruction(latent_dim=3).fit(x)
+    flat = x.reshape(300, -1).astype(np.float64)
+    reference = PCA(3, svd_solver="full").fit(flat)
+    residual = flat - reference.inverse_transform(reference.transform(flat))
+    np.testing.assert_allclose(detector.score(x), (residual**2).mean(1), rtol=1e-6, atol=1e-12)
+    assert detector.encode(x).shape == (300, 3)
+
+
+def test_pca_round_trips_through_save_and_load(tmp_path):
+    x = images(100, 1)
+    detector = PCAReconstruction(latent_dim=2).fit(x)
+    detector.save(tmp_path)
+    np.testing.assert_array_equal(PCAReconstruction.load(tmp_path).score(x), detector.score(x))
+
+
+def test_latent_dim_larger_than_the_input_is_refused():
+    with pytest.raises(ConfigError, match="latent_dim=65 is larger than the input"):
+        PCAReconstruction(latent_dim=65).fit(images(100, 2))
+    with pytest.raises(ConfigError, match="positive integer"):
+        PCAReconstruction(latent_dim=0)
+
+
+TINY_TRAINER = {"epochs": 2, "batch_size": 32, "progress_bar": False}
+
+
+def test_conv_ae_same_seed_gives_identical_scores_and_reloads_safely(tmp_path):
+    x = images(160, 3)
+    first = ConvAutoencoder(latent_dim=2, filters=8, trainer=TINY_TRAINER, seed=5).fit(x[:120], x[120:])
+    second = ConvAutoencoder(latent_dim=2, filters=8, trainer=TINY_TRAINER, seed=5).fit(x[:120], x[120:])
+    np.testing.assert_array_equal(first.score(x), second.score(x))
+    assert set(first.history_) >= {"loss", "val_loss"}
+    first.save(tmp_path)
+    np.testing.assert_allclose(ConvAutoencoder.load(tmp_path).score(x), first.score(x), rtol=1e-6)
+    # Output is a softmax over pixels: every reconstruction is a normalised image.
+    np.testing.assert_allclose(first.reconstruct(x[:5]).sum(axis=(1, 2, 3)), 1.0, rtol=1e-5)
+
+
+def test_conv_ae_score_is_the_per_event_mean_squared_error():
+    x = images(64, 4)
+    detector = ConvAutoencoder(latent_dim=2, filters=8, trainer=TINY_TRAINER, seed=1).fit(x[:48], x[48:])
+    reconstruction = detector.reconstruct(x).astype(np.float64)
+    expected = ((reconstruction - x) ** 2).reshape(64, -1).mean(1)
+    np.testing.assert_allclose(detector.score(x), expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [({"trainer": {"epochs": "ten"}}, "trainer.epochs"), ({"trainer": {"batch_size": 0}}, "trainer.batch_size"),
+     ({"trainer": {"epoch": 3}}, "unknown trainer keys"), ({"filters": -1}, "model.filters")],
+)
+def test_bad_training_settings_fail_before_any_work(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        ConvAutoencoder(**kwargs)
+
+
+def test_conv_ae_refuses_images_it_cannot_halve_twice():
+    x = np.random.default_rng(0).random((20, 10, 10, 1)).astype(np.float32)
+    with pytest.raises(ConfigError, match="divisible by 4"):
+        ConvAutoencoder(trainer=TINY_TRAINER).fit(x, x)
