@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 import sys
 from pathlib import Path
@@ -11,6 +12,8 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger("hepad_cli")
+# TensorFlow's C++ info and warning lines drown the progress bars; errors still show.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 # One random tag per process keeps two runs started in the same second in different directories.
 _PROCESS_TAG = secrets.token_hex(3)

@@ -65,7 +65,7 @@ def test_plain_multirun_over_latent_dim_gives_one_directory_per_job(tmp_path, py
     result = run_cli("-m", "model=pca", "model.latent_dim=2,4", *TINY_PYTHIA, "evaluator.n_bootstrap=10",
                      "evaluator.plots=false", f"paths.data_dir={pythia_data_dir}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    reports = sorted(tmp_path.glob("outputs/multirun/*/*/*/auc.json"))
+    reports = sorted(tmp_path.glob("outputs/multirun/*/*/job*/auc.json"))
     assert len(reports) == 2
     dims = sorted(json.loads((r.parent / "run_info.json").read_text())["config"]["model"]["latent_dim"]
                   for r in reports)

@@ -83,7 +83,7 @@ def fit_keras(model, x_train: np.ndarray, y_train, x_val: np.ndarray, y_val, set
     if settings.reduce_lr_patience:
         callbacks.append(keras.callbacks.ReduceLROnPlateau(
             monitor="val_loss", factor=settings.reduce_lr_factor, patience=settings.reduce_lr_patience,
-            min_lr=settings.min_learning_rate))
+            min_lr=settings.min_learning_rate, min_delta=0.0))
     callbacks.append(epoch_progress_callback(settings.epochs, enabled=settings.progress_bar))
     history = model.fit(
         x_train, y_train, validation_data=(x_val, y_val), epochs=settings.epochs,
