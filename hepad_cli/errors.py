@@ -11,4 +11,10 @@ class TrainingError(RuntimeError):
     """Training produced no usable model (e.g. the loss became NaN)."""
 
 
-USER_ERRORS: tuple[type[BaseException], ...] = (ConfigError, DataError, TrainingError)
+def user_errors() -> tuple[type[BaseException], ...]:
+    """Error types whose message alone tells the user what to fix (imported late: they pull in I/O)."""
+    from hepad_cli.data.download import DataFileError
+    from hepad_cli.data.generation import GenerationError
+    from hepad_cli.data.toptagging_format import LayoutError
+
+    return (ConfigError, DataError, TrainingError, DataFileError, GenerationError, LayoutError)

@@ -20,10 +20,16 @@ def _current_umask() -> int:
 _UMASK = _current_umask()
 
 
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
+def fsync_directory(directory: Path) -> None:
+    """Make a rename durable (best effort: not every filesystem allows fsync on a directory)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
     try:
         os.fsync(fd)
+    except OSError:
+        pass
     finally:
         os.close(fd)
 
@@ -37,7 +43,8 @@ def atomic_path(final: str | os.PathLike, suffix: str | None = None) -> Iterator
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{final.name}.", suffix=suffix if suffix is not None else f".partial{final.suffix}",
+        prefix=f".{final.name}.",
+        suffix=suffix if suffix is not None else f".partial{final.suffix}",
         dir=final.parent,
     )
     os.close(fd)
@@ -49,7 +56,7 @@ def atomic_path(final: str | os.PathLike, suffix: str | None = None) -> Iterator
             with open(tmp, "rb+") as handle:
                 os.fsync(handle.fileno())
         os.replace(tmp, final)
-        _fsync_directory(final.parent)
+        fsync_directory(final.parent)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

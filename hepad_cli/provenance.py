@@ -12,8 +12,23 @@ from pathlib import Path
 
 from hepad_cli.io import atomic_write_json
 
-PACKAGES = ("hepad", "tensorflow-cpu", "keras", "numpy", "h5py", "scikit-learn", "hydra-core", "omegaconf",
-            "matplotlib", "mplhep", "pythia8mc", "fastjet", "pandas", "tables", "pooch")
+PACKAGES = (
+    "hepad",
+    "tensorflow-cpu",
+    "keras",
+    "numpy",
+    "h5py",
+    "scikit-learn",
+    "hydra-core",
+    "omegaconf",
+    "matplotlib",
+    "mplhep",
+    "pythia8mc",
+    "fastjet",
+    "pandas",
+    "tables",
+    "pooch",
+)
 
 
 def package_versions() -> dict[str, str | None]:
@@ -36,9 +51,16 @@ class RunRecord:
     def __init__(self, out_dir: Path, config: dict, overrides: list[str]) -> None:
         self.out_dir = out_dir
         self.info = {
-            "started": now(), "finished": None, "hostname": socket.gethostname(),
-            "platform": platform.platform(), "command": sys.argv, "overrides": overrides,
-            "versions": package_versions(), "config": config, "data": [], "timing_s": {},
+            "started": now(),
+            "finished": None,
+            "hostname": socket.gethostname(),
+            "platform": platform.platform(),
+            "command": sys.argv,
+            "overrides": overrides,
+            "versions": package_versions(),
+            "config": config,
+            "data": [],
+            "timing_s": {},
         }
         self._write_status("running")
         self._write_info()
@@ -61,5 +83,8 @@ class RunRecord:
     def failed(self, error: BaseException) -> None:
         self.info["finished"] = now()
         self._write_info()
-        self._write_status("failed", error=f"{type(error).__name__}: {error}",
-                           traceback="".join(traceback.format_exception(error))[-4000:])
+        self._write_status(
+            "failed",
+            error=f"{type(error).__name__}: {error}",
+            traceback="".join(traceback.format_exception(error))[-4000:],
+        )

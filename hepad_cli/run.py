@@ -24,7 +24,7 @@ OmegaConf.register_new_resolver("process_tag", lambda: _PROCESS_TAG, replace=Tru
 def app(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
 
-    from hepad_cli.errors import USER_ERRORS
+    from hepad_cli.errors import user_errors
     from hepad_cli.experiment import run
 
     hydra_cfg = HydraConfig.get()
@@ -32,7 +32,7 @@ def app(cfg: DictConfig) -> float | None:
     log.info("run directory: %s", out_dir.resolve())
     try:
         report = run(cfg, out_dir, list(hydra_cfg.overrides.task))
-    except USER_ERRORS as error:
+    except user_errors() as error:
         log.error("%s", error)
         print(f"hepad-run: error: {error}", file=sys.stderr)
         print(f"hepad-run: the run is marked failed in {out_dir / 'status.json'}", file=sys.stderr)

@@ -17,8 +17,12 @@ HEPAD_RUN = Path(sys.executable).with_name("hepad-run")
 
 # Tiny Pythia samples shared by the end-to-end tests: generated once per test session.
 TINY_PYTHIA = ["data.n_background=240", "data.n_signal=60", "data.generation_seed=7"]
-FAST_TRAINER = ["trainer.epochs=2", "trainer.batch_size=64", "trainer.progress_bar=false",
-                "evaluator.n_bootstrap=20"]
+FAST_TRAINER = [
+    "trainer.epochs=2",
+    "trainer.batch_size=64",
+    "trainer.progress_bar=false",
+    "evaluator.n_bootstrap=20",
+]
 
 
 def four_vectors(pt: np.ndarray, eta: np.ndarray, phi: np.ndarray) -> np.ndarray:
@@ -68,8 +72,11 @@ def pythia_data_dir(tmp_path_factory) -> Path:
     return data_dir
 
 
-def run_cli(*args: str, cwd: Path, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, cwd: Path, timeout: float = 600, env: dict | None = None
+) -> subprocess.CompletedProcess:
     """Run the installed console script the way a user does, capturing its output."""
     environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
-    return subprocess.run([str(HEPAD_RUN), *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                          env=environment)
+    return subprocess.run(
+        [str(HEPAD_RUN), *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=environment
+    )

@@ -6,7 +6,6 @@ import os
 import subprocess
 import sys
 import zipfile
-from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_module
@@ -47,8 +46,21 @@ def test_unknown_group_option_fails_with_the_list_of_choices(tmp_path):
 
 
 def test_wheel_ships_the_config_tree_and_an_installed_copy_finds_it(tmp_path):
-    subprocess.run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(tmp_path / "dist"),
-                    str(REPO)], check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "build",
+            "--wheel",
+            "--no-isolation",
+            "--outdir",
+            str(tmp_path / "dist"),
+            str(REPO),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     wheel = next((tmp_path / "dist").glob("hepad-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
     shipped = {name.removeprefix("hepad_cli/conf/") for name in names if name.endswith(".yaml")}
@@ -57,22 +69,36 @@ def test_wheel_ships_the_config_tree_and_an_installed_copy_finds_it(tmp_path):
     # Install the wheel alone into a target directory and run it from elsewhere: the configs must come
     # from the wheel, not from this checkout.
     target = tmp_path / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target),
-                    str(wheel)], check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target), str(wheel)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     env = {**os.environ, "PYTHONPATH": str(target), "PYTHONSAFEPATH": "1"}
-    result = subprocess.run([sys.executable, "-c", "import hepad_cli.run as r; print(r.__file__); r.main()",
-                             "--cfg", "job"], cwd=elsewhere, env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", "import hepad_cli.run as r; print(r.__file__); r.main()", "--cfg", "job"],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[0].startswith(str(target))
     assert "_target_: hepad_cli.data.pythia.PythiaJets" in result.stdout
 
 
 def test_help_lists_groups_without_importing_tensorflow(tmp_path):
-    code = ("import sys; sys.argv=['hepad-run','--help']\nimport hepad_cli.run as r\ntry:\n    r.main()\n"
-            "except SystemExit:\n    pass\nprint('TF_LOADED' if 'tensorflow' in sys.modules else 'TF_NOT_LOADED')")
-    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    code = (
+        "import sys; sys.argv=['hepad-run','--help']\nimport hepad_cli.run as r\ntry:\n    r.main()\n"
+        "except SystemExit:\n    pass\nprint('TF_LOADED' if 'tensorflow' in sys.modules else 'TF_NOT_LOADED')"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
     data_line = next(line for line in result.stdout.splitlines() if line.startswith("data: "))
     assert "jetnet" in data_line and "pythia" in data_line
     assert "TF_NOT_LOADED" in result.stdout

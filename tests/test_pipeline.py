@@ -31,8 +31,15 @@ def compose_config(*overrides: str):
 
 
 def jetnet_overrides(path, *extra):
-    return ["data=jetnet", f"data.data_dir={path.parent}", "data.checksum=null", "data.download=false",
-            "evaluator.n_bootstrap=10", "evaluator.plots=false", *extra]
+    return [
+        "data=jetnet",
+        f"data.data_dir={path.parent}",
+        "data.checksum=null",
+        "data.download=false",
+        "evaluator.n_bootstrap=10",
+        "evaluator.plots=false",
+        *extra,
+    ]
 
 
 def test_no_signal_event_reaches_fit(toptagging_file, tmp_path):
@@ -69,9 +76,16 @@ def test_signal_copied_into_the_background_file_is_refused(tmp_path):
 @pytest.mark.slow
 def test_pca_separates_pythia_top_jets_from_qcd(tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("physics")
-    cfg = compose_config("model=pca", f"paths.data_dir={data_dir}", "data.n_background=900",
-                         "data.n_signal=300", "data.signals=[top]", "data.generation_seed=3",
-                         "evaluator.n_bootstrap=50", "evaluator.plots=false")
+    cfg = compose_config(
+        "model=pca",
+        f"paths.data_dir={data_dir}",
+        "data.n_background=900",
+        "data.n_signal=300",
+        "data.signals=[top]",
+        "data.generation_seed=3",
+        "evaluator.n_bootstrap=50",
+        "evaluator.plots=false",
+    )
     report = run(cfg, tmp_path_factory.mktemp("physics-run"))
     top = report["signals"]["top"]
     assert top["auc"] > 0.7, top

@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import unquote, urljoin, urlsplit
 
+from hepad_cli.io import fsync_directory
+
 log = logging.getLogger(__name__)
 
 BLOCK_SIZE = 1 << 20  # 1 MiB: hashing and download chunks (the files are GBs)
@@ -78,7 +80,13 @@ def fetch_file(
         if mode == "zenodo":
             expected = _read_sidecar(sidecar)
             if expected is None:  # present but never verified here: one API call, then the sidecar
-                expected, learned = _zenodo_md5(url, zenodo_api, timeout), True
+                try:
+                    expected, learned = _zenodo_md5(url, zenodo_api, timeout), True
+                except DataFileError as error:
+                    raise DataFileError(
+                        f"{error}. The file on disk has md5 {file_md5(path)}: if you trust it, "
+                        f"pin it with data.checksum=md5:{file_md5(path)}"
+                    ) from error
         fetched = _verify_present(path, expected)
         if learned:
             _write_sidecar(sidecar, fetched.md5, path.name)
@@ -386,7 +394,7 @@ def _download(url: str, path: Path, expected: str | None, timeout: float) -> Fet
             handle.flush()
             os.fsync(handle.fileno())  # the data is on disk before the name says the file is complete
         os.replace(tmp, path)
-        _fsync_directory(path.parent)
+        fsync_directory(path.parent)
     except OSError as error:
         raise DataFileError(f"cannot write {path} while downloading {url}: {error}") from error
     finally:
@@ -396,17 +404,3 @@ def _download(url: str, path: Path, expected: str | None, timeout: float) -> Fet
         _warn_unverified(path, digests["md5"])
     verified = expected is not None
     return FetchedFile(path, digests["md5"], verified=verified, downloaded=True, expected=expected)
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make the rename durable (best effort: not every filesystem allows fsync on a directory)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

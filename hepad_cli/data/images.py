@@ -58,7 +58,9 @@ def jet_kinematics(constituents: np.ndarray) -> JetKinematics:
     )
 
 
-def pixelate(kinematics: JetKinematics, size: int = 16, radius: float = 0.8, normalise: bool = True) -> np.ndarray:
+def pixelate(
+    kinematics: JetKinematics, size: int = 16, radius: float = 0.8, normalise: bool = True
+) -> np.ndarray:
     """pT-weighted images (n_jets, size, size) float32; axis 1 is Δη, axis 2 is Δφ, both in [-R, R].
 
     Binning follows ``np.histogram2d(Δη, Δφ, bins=size, range=[[-R, R], [-R, R]])`` exactly: bins are
@@ -90,7 +92,9 @@ def _bin_index(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
     return index
 
 
-def jet_images(constituents: np.ndarray, size: int = 16, radius: float = 0.8, normalise: bool = True) -> np.ndarray:
+def jet_images(
+    constituents: np.ndarray, size: int = 16, radius: float = 0.8, normalise: bool = True
+) -> np.ndarray:
     """Shortcut: constituents (n_jets, n_constituents, 4) → images (n_jets, size, size) float32."""
     return pixelate(jet_kinematics(constituents), size=size, radius=radius, normalise=normalise)
 
@@ -104,8 +108,11 @@ def jet_images_reference(
     for i in range(len(constituents)):
         real = kin.is_real[i]
         image, _, _ = np.histogram2d(
-            kin.delta_eta[i][real], kin.delta_phi[i][real], bins=size,
-            range=[[-radius, radius], [-radius, radius]], weights=kin.pt_fraction[i][real],
+            kin.delta_eta[i][real],
+            kin.delta_phi[i][real],
+            bins=size,
+            range=[[-radius, radius], [-radius, radius]],
+            weights=kin.pt_fraction[i][real],
         )
         if normalise and image.sum() > 0:
             image = image / image.sum()

@@ -46,7 +46,9 @@ class TopTaggingJets:
         self.split = split or {"train": 0.6, "val": 0.2, "test": 0.2}
         self.seed = seed
         self.chunk_size = chunk_size
-        if max_jets is not None and (isinstance(max_jets, bool) or not isinstance(max_jets, int) or max_jets <= 0):
+        if max_jets is not None and (
+            isinstance(max_jets, bool) or not isinstance(max_jets, int) or max_jets <= 0
+        ):
             raise DataError(f"data.max_jets must be a positive integer or null, got {max_jets!r}")
 
     def load(self) -> Samples:
@@ -61,6 +63,13 @@ class TopTaggingJets:
         background = jets.select(np.flatnonzero(jets.is_signal == 0))
         top = jets.select(np.flatnonzero(jets.is_signal == 1))
         log.info("read %d QCD and %d top jets from %s", len(background.images), len(top.images), path.name)
-        provenance = [{"path": str(path), "md5": fetched.md5, "verified": fetched.verified,
-                       "expected_checksum": fetched.expected, "rows_read": int(len(jets.images))}]
+        provenance = [
+            {
+                "path": str(path),
+                "md5": fetched.md5,
+                "verified": fetched.verified,
+                "expected_checksum": fetched.expected,
+                "rows_read": int(len(jets.images)),
+            }
+        ]
         return samples_from_jet_images(background, {"top": top}, self.split, self.seed, provenance)

@@ -57,11 +57,14 @@ def read_jet_images(
     """Read the selected rows (all when None) and turn each chunk into images before the next is read."""
     total = count_jets(path) if rows is None else len(rows)
     images, labels, masses, pts = [], [], [], []
-    with tqdm(total=total, desc=description or f"reading {os.path.basename(path)}", unit="jet",
-              leave=False) as bar:
+    with tqdm(
+        total=total, desc=description or f"reading {os.path.basename(path)}", unit="jet", leave=False
+    ) as bar:
         for chunk in iter_chunks(path, rows=rows, chunk_size=chunk_size):
             if not np.isfinite(chunk.constituents).all():
-                raise DataError(f"{path}: rows {chunk.rows[0]}..{chunk.rows[-1]} hold NaN or infinite momenta")
+                raise DataError(
+                    f"{path}: rows {chunk.rows[0]}..{chunk.rows[-1]} hold NaN or infinite momenta"
+                )
             kinematics = jet_kinematics(chunk.constituents)
             images.append(pixelate(kinematics, image.size, image.radius, image.normalise)[..., None])
             labels.append(chunk.is_signal)
@@ -70,7 +73,9 @@ def read_jet_images(
             bar.update(len(chunk.rows))
     if not images:
         raise DataError(f"{path} holds no jets")
-    return JetImages(np.concatenate(images), np.concatenate(labels), np.concatenate(masses), np.concatenate(pts))
+    return JetImages(
+        np.concatenate(images), np.concatenate(labels), np.concatenate(masses), np.concatenate(pts)
+    )
 
 
 def samples_from_jet_images(
@@ -83,8 +88,10 @@ def samples_from_jet_images(
     """Seeded background split into train/val/test; every signal jet goes to the test side only."""
     from hepad_cli.data.samples import Samples, split_background
 
-    parts = {name: background.select(rows) for name, rows in split_background(len(background.images), split,
-                                                                               seed).items()}
+    parts = {
+        name: background.select(rows)
+        for name, rows in split_background(len(background.images), split, seed).items()
+    }
     for name, jets in signals.items():
         if len(jets.images) == 0:
             raise DataError(f"signal '{name}' is empty: no jets to score")

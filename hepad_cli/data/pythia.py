@@ -45,14 +45,21 @@ class PythiaJets:
         self.signals = list(signals)
         self.generation_seed = generation_seed
         self.n_workers = n_workers
-        self.jet = dict(jet_pt_min=jet_pt_min, jet_pt_max=jet_pt_max, jet_eta_max=jet_eta_max,
-                        jet_radius=jet_radius, max_constituents=max_constituents)
+        self.jet = dict(
+            jet_pt_min=jet_pt_min,
+            jet_pt_max=jet_pt_max,
+            jet_eta_max=jet_eta_max,
+            jet_radius=jet_radius,
+            max_constituents=max_constituents,
+        )
         self.image = ImageSettings(**(image or {}))
         self.split = split or {"train": 0.6, "val": 0.2, "test": 0.2}
         self.seed = seed
         unknown = sorted(set(self.signals) - set(SIGNAL_PROCESSES))
         if unknown or not self.signals:
-            raise DataError(f"data.signals must be a non-empty subset of {list(SIGNAL_PROCESSES)}, got {signals}")
+            raise DataError(
+                f"data.signals must be a non-empty subset of {list(SIGNAL_PROCESSES)}, got {signals}"
+            )
         self.settings = {"qcd": self._settings("qcd", n_background, 0)} | {
             name: self._settings(name, n_signal, i + 1) for i, name in enumerate(self.signals)
         }
@@ -60,8 +67,9 @@ class PythiaJets:
     def _settings(self, process: str, n_jets: int, offset: int) -> GenerationSettings:
         try:
             # Each process gets its own seed so the samples are independent.
-            return GenerationSettings(process=process, n_jets=n_jets, seed=self.generation_seed * 10 + offset,
-                                      **self.jet)
+            return GenerationSettings(
+                process=process, n_jets=n_jets, seed=self.generation_seed * 10 + offset, **self.jet
+            )
         except ValueError as error:
             raise DataError(f"data: {error}") from error
 
@@ -72,7 +80,14 @@ class PythiaJets:
         for process, settings in self.settings.items():
             path = ensure_sample(settings, data_dir, n_workers=self.n_workers)
             jets[process] = read_jet_images(path, self.image, description=f"imaging {process} jets")
-            provenance.append({"path": str(path), "md5": file_md5(path), "verified": True,
-                               "generated": True, "process": process})
+            provenance.append(
+                {
+                    "path": str(path),
+                    "md5": file_md5(path),
+                    "verified": True,
+                    "generated": True,
+                    "process": process,
+                }
+            )
         background = jets.pop("qcd")
         return samples_from_jet_images(background, jets, self.split, self.seed, provenance)

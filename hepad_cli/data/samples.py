@@ -69,9 +69,7 @@ def _as_events(name: str, x: np.ndarray) -> np.ndarray:
     return x
 
 
-def split_background(
-    n_events: int, fractions: dict[str, float], seed: int
-) -> dict[str, np.ndarray]:
+def split_background(n_events: int, fractions: dict[str, float], seed: int) -> dict[str, np.ndarray]:
     """Seeded random split of ``n_events`` row numbers into train/val/test by the given fractions."""
     names = ("train", "val", "test")
     values = np.array([float(fractions[name]) for name in names])

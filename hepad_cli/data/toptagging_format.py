@@ -56,7 +56,9 @@ def write_toptagging_h5(
     constituents = np.asarray(constituents, dtype=np.float64)
     n_jets = constituents.shape[0]
     if constituents.shape[1:] != (MAX_CONSTITUENTS, 4):
-        raise LayoutError(f"constituents must have shape (n, {MAX_CONSTITUENTS}, 4), got {constituents.shape}")
+        raise LayoutError(
+            f"constituents must have shape (n, {MAX_CONSTITUENTS}, 4), got {constituents.shape}"
+        )
     truth = np.zeros((n_jets, 4)) if truth is None else np.asarray(truth, dtype=np.float64)
     floats = np.concatenate([constituents.reshape(n_jets, -1), truth], axis=1)
     ints = np.stack([np.full(n_jets, ttv, dtype=np.int64), np.asarray(is_signal, dtype=np.int64)], axis=1)

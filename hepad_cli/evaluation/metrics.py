@@ -20,11 +20,16 @@ def _weighted_auc(n_groups, bkg_group, sig_group, bkg_weight, sig_weight) -> flo
     sig_per_group = np.bincount(sig_group, weights=sig_weight, minlength=n_groups)
     bkg_below = np.cumsum(bkg_per_group) - bkg_per_group
     total = bkg_per_group.sum() * sig_per_group.sum()
-    return float(np.sum(sig_per_group * (bkg_below + 0.5 * bkg_per_group)) / total) if total > 0 else float("nan")
+    return (
+        float(np.sum(sig_per_group * (bkg_below + 0.5 * bkg_per_group)) / total)
+        if total > 0
+        else float("nan")
+    )
 
 
-def auc_with_interval(background: np.ndarray, signal: np.ndarray, n_bootstrap: int = 200, seed: int = 0,
-                      level: float = 0.95) -> tuple[float, tuple[float, float]]:
+def auc_with_interval(
+    background: np.ndarray, signal: np.ndarray, n_bootstrap: int = 200, seed: int = 0, level: float = 0.95
+) -> tuple[float, tuple[float, float]]:
     """ROC AUC of signal against background and its percentile bootstrap interval.
 
     The bootstrap resamples both samples with Poisson(1) weights, so each replica costs one pass.
@@ -33,8 +38,9 @@ def auc_with_interval(background: np.ndarray, signal: np.ndarray, n_bootstrap: i
     auc = _weighted_auc(n_groups, bkg_group, sig_group, np.ones(len(bkg_group)), np.ones(len(sig_group)))
     rng = np.random.default_rng(seed)
     replicas = [
-        _weighted_auc(n_groups, bkg_group, sig_group, rng.poisson(1.0, len(bkg_group)),
-                      rng.poisson(1.0, len(sig_group)))
+        _weighted_auc(
+            n_groups, bkg_group, sig_group, rng.poisson(1.0, len(bkg_group)), rng.poisson(1.0, len(sig_group))
+        )
         for _ in range(n_bootstrap)
     ]
     tail = (1 - level) / 2 * 100
@@ -42,8 +48,9 @@ def auc_with_interval(background: np.ndarray, signal: np.ndarray, n_bootstrap: i
     return auc, (float(low), float(high))
 
 
-def tpr_at_fpr(background: np.ndarray, signal: np.ndarray, fprs=DEFAULT_FPRS,
-               min_background_above: int = 1) -> dict[str, float | None]:
+def tpr_at_fpr(
+    background: np.ndarray, signal: np.ndarray, fprs=DEFAULT_FPRS, min_background_above: int = 1
+) -> dict[str, float | None]:
     """Signal efficiency at each background efficiency the test background can resolve.
 
     The threshold at FPR f leaves k = floor(f · n_background) background events above it; when k is

@@ -29,14 +29,24 @@ class KerasAutoencoder(Detector):
         seed_everything(self.seed)
         self.model_, self.encoder_ = self.build(tuple(x_train.shape[1:]))
         x_val = x_train[:0] if x_val is None else x_val
-        self.history_ = fit_keras(self.model_, x_train, x_train, x_val, x_val,
-                                  TrainerSettings.from_config(self.trainer), loss="mse", seed=self.seed)
+        self.history_ = fit_keras(
+            self.model_,
+            x_train,
+            x_train,
+            x_val,
+            x_val,
+            TrainerSettings.from_config(self.trainer),
+            loss="mse",
+            seed=self.seed,
+        )
         return self
 
     def _batched(self, model, x: np.ndarray) -> np.ndarray:
         # A direct call per large batch avoids predict()'s per-call pipeline set-up.
-        outputs = [np.asarray(model(x[i : i + self.score_batch_size], training=False))
-                   for i in range(0, len(x), self.score_batch_size)]
+        outputs = [
+            np.asarray(model(x[i : i + self.score_batch_size], training=False))
+            for i in range(0, len(x), self.score_batch_size)
+        ]
         return np.concatenate(outputs) if outputs else np.zeros((0,), np.float32)
 
     def reconstruct(self, x: np.ndarray) -> np.ndarray:

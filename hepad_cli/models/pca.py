@@ -51,9 +51,13 @@ class PCAReconstruction(Detector):
         directory = Path(directory)
         self._save_params(directory)
         with atomic_path(directory / "pca.npz", suffix=".partial.npz") as tmp:
-            np.savez(tmp, mean=self.mean_, components=self.components_,
-                     explained_variance_ratio=self.explained_variance_ratio_,
-                     event_shape=np.array(self.event_shape_))
+            np.savez(
+                tmp,
+                mean=self.mean_,
+                components=self.components_,
+                explained_variance_ratio=self.explained_variance_ratio_,
+                event_shape=np.array(self.event_shape_),
+            )
 
     @classmethod
     def load(cls, directory: str | Path) -> PCAReconstruction:

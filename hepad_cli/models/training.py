@@ -17,8 +17,8 @@ class TrainerSettings:
     """epochs: maximum; early_stopping_patience / reduce_lr_patience in epochs (0 turns them off)."""
 
     epochs: int = 50
-    batch_size: int = 256
-    learning_rate: float = 1e-3
+    batch_size: int = 128
+    learning_rate: float = 3e-3
     optimizer: str = "adam"
     early_stopping_patience: int = 10
     reduce_lr_patience: int = 2
@@ -42,7 +42,9 @@ class TrainerSettings:
         if not 0 < self.reduce_lr_factor < 1:
             raise ConfigError(f"trainer.reduce_lr_factor must be in (0, 1), got {self.reduce_lr_factor!r}")
         if self.optimizer not in ("adam", "adadelta", "sgd", "rmsprop"):
-            raise ConfigError(f"trainer.optimizer must be one of adam, adadelta, sgd, rmsprop; got {self.optimizer!r}")
+            raise ConfigError(
+                f"trainer.optimizer must be one of adam, adadelta, sgd, rmsprop; got {self.optimizer!r}"
+            )
 
     @classmethod
     def from_config(cls, config: dict | None) -> TrainerSettings:
@@ -66,28 +68,46 @@ def seed_everything(seed: int) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
-def fit_keras(model, x_train: np.ndarray, y_train, x_val: np.ndarray, y_val, settings: TrainerSettings,
-              loss, seed: int) -> dict[str, list[float]]:
+def fit_keras(
+    model, x_train: np.ndarray, y_train, x_val: np.ndarray, y_val, settings: TrainerSettings, loss, seed: int
+) -> dict[str, list[float]]:
     """Compile and fit ``model``; validation on background only; returns the per-epoch history."""
     import keras
 
     optimizer = {
-        "adam": keras.optimizers.Adam, "adadelta": keras.optimizers.Adadelta,
-        "sgd": keras.optimizers.SGD, "rmsprop": keras.optimizers.RMSprop,
+        "adam": keras.optimizers.Adam,
+        "adadelta": keras.optimizers.Adadelta,
+        "sgd": keras.optimizers.SGD,
+        "rmsprop": keras.optimizers.RMSprop,
     }[settings.optimizer](learning_rate=settings.learning_rate)
     model.compile(optimizer=optimizer, loss=loss)
     callbacks = [keras.callbacks.TerminateOnNaN()]
     if settings.early_stopping_patience:
-        callbacks.append(keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=settings.early_stopping_patience, restore_best_weights=True))
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor="val_loss", patience=settings.early_stopping_patience, restore_best_weights=True
+            )
+        )
     if settings.reduce_lr_patience:
-        callbacks.append(keras.callbacks.ReduceLROnPlateau(
-            monitor="val_loss", factor=settings.reduce_lr_factor, patience=settings.reduce_lr_patience,
-            min_lr=settings.min_learning_rate, min_delta=0.0))
+        callbacks.append(
+            keras.callbacks.ReduceLROnPlateau(
+                monitor="val_loss",
+                factor=settings.reduce_lr_factor,
+                patience=settings.reduce_lr_patience,
+                min_lr=settings.min_learning_rate,
+                min_delta=0.0,
+            )
+        )
     callbacks.append(epoch_progress_callback(settings.epochs, enabled=settings.progress_bar))
     history = model.fit(
-        x_train, y_train, validation_data=(x_val, y_val), epochs=settings.epochs,
-        batch_size=settings.batch_size, shuffle=True, verbose=0, callbacks=callbacks,
+        x_train,
+        y_train,
+        validation_data=(x_val, y_val),
+        epochs=settings.epochs,
+        batch_size=settings.batch_size,
+        shuffle=True,
+        verbose=0,
+        callbacks=callbacks,
     ).history
     history = {key: [float(v) for v in values] for key, values in history.items()}
     losses = np.array(history.get("loss", []) + history.get("val_loss", []))
@@ -106,8 +126,13 @@ def epoch_progress_callback(epochs: int, enabled: bool = True):
 
     class EpochProgress(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
-            self.bar = tqdm(total=self.params.get("steps"), desc=f"epoch {epoch + 1}/{epochs}", unit="batch",
-                            leave=False, disable=not enabled)
+            self.bar = tqdm(
+                total=self.params.get("steps"),
+                desc=f"epoch {epoch + 1}/{epochs}",
+                unit="batch",
+                leave=False,
+                disable=not enabled,
+            )
 
         def on_train_batch_end(self, batch, logs=None):
             self.bar.update(1)
@@ -117,8 +142,13 @@ def epoch_progress_callback(epochs: int, enabled: bool = True):
         def on_epoch_end(self, epoch, logs=None):
             self.bar.close()
             logs = logs or {}
-            log.info("epoch %d/%d  loss %.5g  val_loss %.5g  lr %.3g", epoch + 1, epochs,
-                     logs.get("loss", float("nan")), logs.get("val_loss", float("nan")),
-                     float(logs.get("learning_rate", float("nan"))))
+            log.info(
+                "epoch %d/%d  loss %.5g  val_loss %.5g  lr %.3g",
+                epoch + 1,
+                epochs,
+                logs.get("loss", float("nan")),
+                logs.get("val_loss", float("nan")),
+                float(logs.get("learning_rate", float("nan"))),
+            )
 
     return EpochProgress()

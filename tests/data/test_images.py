@@ -33,7 +33,9 @@ def test_constituents_on_bin_edges_fall_where_histogram2d_puts_them():
     jets = np.zeros((1, 200, 4))
     jets[0, :1] = jet_axis
     jets[0, 1:6] = soft
-    np.testing.assert_array_equal(jet_images(jets, normalise=False), jet_images_reference(jets, normalise=False))
+    np.testing.assert_array_equal(
+        jet_images(jets, normalise=False), jet_images_reference(jets, normalise=False)
+    )
 
 
 def test_images_sum_to_one_and_empty_jets_stay_empty():

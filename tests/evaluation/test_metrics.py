@@ -24,8 +24,9 @@ def test_bootstrap_interval_covers_the_true_auc_at_the_stated_rate():
     rng = np.random.default_rng(5)
     covered = 0
     for trial in range(40):
-        _, (low, high) = auc_with_interval(rng.normal(0, 1, 400), rng.normal(0.5, 1, 400), n_bootstrap=200,
-                                           seed=trial)
+        _, (low, high) = auc_with_interval(
+            rng.normal(0, 1, 400), rng.normal(0.5, 1, 400), n_bootstrap=200, seed=trial
+        )
         covered += low <= true_auc <= high
     assert covered >= 33  # 95% nominal; binomial(40, 0.95) falls below 34 with probability ~3%
 

@@ -62,8 +62,12 @@ def test_conv_ae_score_is_the_per_event_mean_squared_error():
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
-    [({"trainer": {"epochs": "ten"}}, "trainer.epochs"), ({"trainer": {"batch_size": 0}}, "trainer.batch_size"),
-     ({"trainer": {"epoch": 3}}, "unknown trainer keys"), ({"filters": -1}, "model.filters")],
+    [
+        ({"trainer": {"epochs": "ten"}}, "trainer.epochs"),
+        ({"trainer": {"batch_size": 0}}, "trainer.batch_size"),
+        ({"trainer": {"epoch": 3}}, "unknown trainer keys"),
+        ({"filters": -1}, "model.filters"),
+    ],
 )
 def test_bad_training_settings_fail_before_any_work(kwargs, message):
     with pytest.raises(ConfigError, match=message):
