@@ -45,6 +45,20 @@ def now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
+def memory_mb() -> dict[str, float | None]:
+    """Resident memory of this process now and at its peak (Linux /proc; None elsewhere)."""
+    import resource
+
+    current = None
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                current = int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return {"rss_now": current, "rss_peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
 class RunRecord:
     """status.json says running / complete / failed (with the error); run_info.json says what ran where."""
 
@@ -77,6 +91,7 @@ class RunRecord:
 
     def complete(self) -> None:
         self.info["finished"] = now()
+        self.info["memory_mb"] = memory_mb()
         self._write_info()
         self._write_status("complete")
 

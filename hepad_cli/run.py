@@ -23,16 +23,26 @@ OmegaConf.register_new_resolver("process_tag", lambda: _PROCESS_TAG, replace=Tru
 @hydra.main(version_base="1.3", config_path="pkg://hepad_cli.conf", config_name="config")
 def app(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
 
     from hepad_cli.errors import user_errors
     from hepad_cli.experiment import run
 
     hydra_cfg = HydraConfig.get()
     out_dir = Path(hydra_cfg.runtime.output_dir)
+    in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
     log.info("run directory: %s", out_dir.resolve())
     try:
         report = run(cfg, out_dir, list(hydra_cfg.overrides.task))
-    except user_errors() as error:
+    except Exception as error:
+        known = isinstance(error, user_errors())
+        if in_sweep:
+            # One failed job must not stop the sweep: its status.json says failed, the summary shows it.
+            log.error("job failed: %s: %s", type(error).__name__, error, exc_info=not known)
+            print(f"hepad-run: job {hydra_cfg.job.num} failed: {error}", file=sys.stderr)
+            return None
+        if not known:
+            raise
         log.error("%s", error)
         print(f"hepad-run: error: {error}", file=sys.stderr)
         print(f"hepad-run: the run is marked failed in {out_dir / 'status.json'}", file=sys.stderr)

@@ -99,14 +99,26 @@ def fetch_file(
             f"data file {path} is missing and downloading is disabled. Fix: set data.download=true to "
             f"download it from {url}, or put the file at {path}."
         )
-    if mode == "zenodo":
-        with contextlib.suppress(OSError):  # (an unwritable directory fails clearly in _download)
-            sidecar.unlink(missing_ok=True)  # it described an earlier file; never let it judge the new one
-        expected = _zenodo_md5(url, zenodo_api, timeout)
-    fetched = _download(url, path, expected, timeout)
-    if mode == "zenodo":
-        _write_sidecar(sidecar, fetched.md5, path.name)
-    return fetched
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise DataFileError(f"cannot create the data directory {path.parent}: {error}") from error
+    from filelock import FileLock
+
+    # Jobs of a sweep that need the same file download it once: the others wait here, then verify it.
+    with FileLock(f"{path.parent / ('.' + path.name)}.lock"):
+        if path.is_file():
+            return fetch_file(url, path, checksum, allow_download, zenodo_api, timeout=timeout)
+        if mode == "zenodo":
+            with contextlib.suppress(OSError):  # (an unwritable directory fails clearly in _download)
+                sidecar.unlink(
+                    missing_ok=True
+                )  # it described an earlier file; never let it judge the new one
+            expected = _zenodo_md5(url, zenodo_api, timeout)
+        fetched = _download(url, path, expected, timeout)
+        if mode == "zenodo":
+            _write_sidecar(sidecar, fetched.md5, path.name)
+        return fetched
 
 
 def zenodo_file_id(url: str) -> tuple[str, str]:

@@ -422,6 +422,10 @@ def _run_workers(
     """Start one process per non-empty share, show one progress bar, and collect the workers' stats."""
     from tqdm.auto import tqdm
 
+    if mp.get_start_method(allow_none=True) not in (None, "fork", "spawn", "forkserver"):
+        # Inside a joblib (loky) worker the inherited start method is 'loky', which a spawned child
+        # cannot resolve; spawn children must be told a standard one.
+        mp.set_start_method("spawn", force=True)
     context = mp.get_context("spawn")
     messages = context.Queue()
     processes = {}

@@ -31,6 +31,15 @@ TEST_SECONDS = 30  # hard bound per test: a hung socket fails the test instead o
 FETCH_TIMEOUT = 5.0  # per socket read inside fetch_file
 
 
+def is_lock(path: Path) -> bool:
+    """The download lock file stays behind by design (removing it races with waiting processes)."""
+    return path.name.endswith(".lock")
+
+
+def data_files(directory: Path) -> list[Path]:
+    return [p for p in directory.iterdir() if not is_lock(p)]
+
+
 @dataclass
 class FakeServer:
     """What the loopback server serves, and what it was asked for."""
@@ -146,7 +155,11 @@ def md5_of(data: bytes) -> str:
 
 def leftovers(directory: Path) -> list[str]:
     """Temporary or partial files a failed download might have left."""
-    return sorted(p.name for p in directory.iterdir() if p.name.endswith(".part") or p.name.startswith("."))
+    return sorted(
+        p.name
+        for p in directory.iterdir()
+        if p.name.endswith(".part") or (p.name.startswith(".") and not is_lock(p))
+    )
 
 
 def fetch(server: FakeServer, path: Path, checksum: str | None, **kwargs: Any) -> FetchedFile:
@@ -198,7 +211,7 @@ def test_bad_checksum_leaves_no_file_and_no_temp(server: FakeServer, tmp_path: P
     message = str(error.value)
     assert wrong in message and md5_of(toptagging_bytes) in message and str(path) in message
     assert not path.exists()
-    assert list(tmp_path.iterdir()) == []
+    assert data_files(tmp_path) == []
 
 
 def test_present_valid_file_makes_no_request(server: FakeServer, tmp_path: Path, toptagging_bytes: bytes):
@@ -238,7 +251,7 @@ def test_interrupted_transfer_leaves_nothing_then_retry_succeeds(
     server.truncate = True
     with pytest.raises(DataFileError, match="download of"):
         fetch(server, path, None)  # unverified: only the length check can catch the short body
-    assert not path.exists() and list(tmp_path.iterdir()) == []
+    assert not path.exists() and data_files(tmp_path) == []
 
     server.truncate = False
     fetched = fetch(server, path, f"md5:{md5_of(toptagging_bytes)}")
@@ -259,14 +272,14 @@ def test_body_shorter_than_content_length_is_caught_by_our_own_count(
     monkeypatch.setattr(download._HashingWriter, "write", lossy)
     with pytest.raises(DataFileError, match="cut short"):
         fetch(server, tmp_path / "val.h5", None)
-    assert list(tmp_path.iterdir()) == []
+    assert data_files(tmp_path) == []
 
 
 def test_http_error_leaves_nothing(server: FakeServer, tmp_path: Path):
     path = tmp_path / "val.h5"
     with pytest.raises(DataFileError, match="404"):
         fetch_file(server.url("/records/1/files/missing.h5"), path, None, timeout=FETCH_TIMEOUT)
-    assert list(tmp_path.iterdir()) == []
+    assert data_files(tmp_path) == []
 
 
 def test_leftover_temp_of_killed_run_is_never_taken_for_the_file(
@@ -319,7 +332,7 @@ def test_zenodo_first_call_uses_api_then_sidecar_means_no_requests(
     assert server.requests == Counter({f"/api/records/{RECORD}": 1, FILE_ROUTE: 1})
     sidecar = tmp_path / "val.h5.md5"
     assert sidecar.read_text().split() == [md5_of(toptagging_bytes), "val.h5"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["val.h5", "val.h5.md5"]
+    assert sorted(p.name for p in data_files(tmp_path)) == ["val.h5", "val.h5.md5"]
 
     server.requests.clear()
     second = fetch(server, path, "zenodo")
@@ -345,7 +358,7 @@ def test_zenodo_mismatch_on_download_leaves_nothing(server: FakeServer, tmp_path
     server.api[RECORD] = zenodo_record(b"something else", "entries")
     with pytest.raises(DataFileError, match="does not match"):
         fetch(server, tmp_path / "val.h5", "zenodo")
-    assert list(tmp_path.iterdir()) == []
+    assert data_files(tmp_path) == []
 
 
 def test_zenodo_unknown_file_key_is_reported(server: FakeServer, tmp_path: Path, toptagging_bytes: bytes):
@@ -397,7 +410,7 @@ def test_insecure_or_odd_urls_are_refused_before_any_request(
     monkeypatch.setattr(requests.Session, "send", no_network)
     with pytest.raises(DataFileError, match="refusing to fetch"):
         fetch_file(url, tmp_path / "x.h5", None)
-    assert list(tmp_path.iterdir()) == []
+    assert data_files(tmp_path) == []
 
 
 def test_loopback_hosts_may_use_http(server: FakeServer, tmp_path: Path, toptagging_bytes: bytes):
