@@ -18,7 +18,15 @@ def run(cfg: DictConfig, out_dir: Path, overrides: list[str] | None = None) -> d
     from hydra.utils import instantiate
 
     from hepad_cli.data.samples import assert_background_only
-    from hepad_cli.evaluation.report import EvaluatorSettings, score_samples, signal_metrics, write_figures, write_scores
+    from hepad_cli.evaluation.report import (
+        EvaluatorSettings,
+        inference_latency,
+        score_samples_by_name,
+        signal_metrics,
+        write_extra_histograms,
+        write_figures,
+        write_scores,
+    )
     from hepad_cli.provenance import RunRecord
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -43,24 +51,35 @@ def run(cfg: DictConfig, out_dir: Path, overrides: list[str] | None = None) -> d
         detector.save(out_dir / "model")
 
         start = time.perf_counter()
-        scores, per_event = score_samples(detector, samples)
+        scores_by_name, per_event = score_samples_by_name(detector, samples)
         timing["score"] = time.perf_counter() - start
+        scores = scores_by_name[detector.score_name]
+        extra_scores = {name: v for name, v in scores_by_name.items() if name != detector.score_name}
         results = signal_metrics(scores, evaluator)
-        write_scores(out_dir / "scores.h5", scores, detector.score_name, samples.observables)
+        results_by_name = {detector.score_name: results} | {
+            name: signal_metrics(values, evaluator) for name, values in extra_scores.items()
+        }
+        write_scores(out_dir / "scores.h5", scores, detector.score_name, samples.observables, extra_scores)
+        start = time.perf_counter()
+        latency = inference_latency(detector, samples.background_test, evaluator)
+        timing["latency"] = time.perf_counter() - start
         figures = []
         if evaluator.plots:
             title = f"{cfg.model.get('_target_', '').rsplit('.', 1)[-1]} on {cfg.data.get('_target_', '').rsplit('.', 1)[-1]}"
             radius = cfg.data.get("image", {}).get("radius") if "image" in cfg.data else None
             figures = write_figures(out_dir, detector, samples, scores, results, evaluator, title, radius)
+            figures += write_extra_histograms(out_dir, extra_scores, title)
 
         unverified = [entry["path"] for entry in samples.provenance if not entry.get("verified", False)]
         report = {
             "score": detector.score_name,
             "signals": results,
+            **({"scores_by_name": results_by_name} if extra_scores else {}),
             "events": samples.counts(),
             "data_verified": not unverified,
             "unverified_files": unverified,
             "scoring_seconds_per_event": per_event,
+            "inference_seconds_per_event": latency,
             "timing_s": timing,
             "figures": figures,
         }
@@ -77,7 +96,11 @@ def run(cfg: DictConfig, out_dir: Path, overrides: list[str] | None = None) -> d
 
 def _release_tensorflow() -> None:
     """Free Keras graphs between jobs that run one after another in one process."""
+    import gc
     import sys
 
     if "keras" in sys.modules:
-        sys.modules["keras"].backend.clear_session()
+        sys.modules["keras"].backend.clear_session(free_memory=True)
+    if "matplotlib.pyplot" in sys.modules:
+        sys.modules["matplotlib.pyplot"].close("all")
+    gc.collect()

@@ -51,9 +51,16 @@ def plot_score_histograms(scores: Mapping[str, np.ndarray], score_label: str, pa
     fig, ax = plt.subplots()
     for name, values in scores.items():
         is_background = name == "background"
-        ax.hist(np.clip(values, low, high), bins=bins, density=True, histtype="stepfilled" if is_background else "step",
-                color=BACKGROUND_COLOUR if is_background else colours[name], alpha=0.35 if is_background else 1.0,
-                linewidth=2, label=f"{name} ({len(values):,} events)")
+        ax.hist(
+            np.clip(values, low, high),
+            bins=bins,
+            density=True,
+            histtype="stepfilled" if is_background else "step",
+            color=BACKGROUND_COLOUR if is_background else colours[name],
+            alpha=0.35 if is_background else 1.0,
+            linewidth=2,
+            label=f"{name} ({len(values):,} events)",
+        )
     ax.set_yscale("log")
     ax.set_xlabel(f"{score_label} (last bin includes overflow)")
     ax.set_ylabel("density")
@@ -62,15 +69,22 @@ def plot_score_histograms(scores: Mapping[str, np.ndarray], score_label: str, pa
     _save(fig, path)
 
 
-def plot_roc(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], aucs: Mapping[str, float], path: Path,
-             title: str) -> None:
+def plot_roc(
+    curves: Mapping[str, tuple[np.ndarray, np.ndarray]], aucs: Mapping[str, float], path: Path, title: str
+) -> None:
     """Background rejection 1/FPR against signal efficiency, as trigger and tagging people read ROCs."""
     plt = _pyplot()
     colours = _signal_colours(list(curves))
     fig, ax = plt.subplots()
     for name, (fpr, tpr) in curves.items():
         keep = fpr > 0
-        ax.plot(tpr[keep], 1.0 / fpr[keep], color=colours[name], linewidth=2, label=f"{name}: AUC = {aucs[name]:.3f}")
+        ax.plot(
+            tpr[keep],
+            1.0 / fpr[keep],
+            color=colours[name],
+            linewidth=2,
+            label=f"{name}: AUC = {aucs[name]:.3f}",
+        )
     grid = np.linspace(1e-3, 1, 200)
     ax.plot(grid, 1.0 / grid, color="0.5", linestyle="--", label="random guess")
     ax.set_yscale("log")
@@ -90,8 +104,15 @@ def plot_history(history: Mapping[str, list[float]], path: Path, title: str) -> 
     for key, values in history.items():
         if key in ("learning_rate", "lr"):
             continue
-        ax.plot(epochs, values, marker="o", markersize=3, linewidth=2,
-                linestyle="--" if key.startswith("val_") else "-", label=key.replace("val_", "validation "))
+        ax.plot(
+            epochs,
+            values,
+            marker="o",
+            markersize=3,
+            linewidth=2,
+            linestyle="--" if key.startswith("val_") else "-",
+            label=key.replace("val_", "validation "),
+        )
     ax.set_yscale("log")
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss")
@@ -106,19 +127,34 @@ def plot_history(history: Mapping[str, list[float]], path: Path, title: str) -> 
     _save(fig, path)
 
 
-def plot_latent(latent: Mapping[str, np.ndarray], axis_labels: tuple[str, str], path: Path, title: str,
-                max_points: int = 4000, seed: int = 0) -> None:
+def plot_latent(
+    latent: Mapping[str, np.ndarray],
+    axis_labels: tuple[str, str],
+    path: Path,
+    title: str,
+    max_points: int = 4000,
+    seed: int = 0,
+) -> None:
     """2-D latent coordinates of background and each signal (a random subset of each, same size)."""
     plt = _pyplot()
     rng = np.random.default_rng(seed)
     colours = _signal_colours([n for n in latent if n != "background"])
     fig, ax = plt.subplots()
-    for name, points in latent.items():
+    # Signals first, background on top: the question is where signal leaves the background's region.
+    for name in sorted(latent, key=lambda n: n == "background"):
+        points = latent[name]
         if len(points) > max_points:
             points = points[rng.choice(len(points), max_points, replace=False)]
         is_background = name == "background"
-        ax.scatter(points[:, 0], points[:, 1], s=4, alpha=0.35 if is_background else 0.5,
-                   color=BACKGROUND_COLOUR if is_background else colours[name], label=name, rasterized=True)
+        ax.scatter(
+            points[:, 0],
+            points[:, 1],
+            s=4,
+            alpha=0.3 if is_background else 0.5,
+            color=BACKGROUND_COLOUR if is_background else colours[name],
+            label=name,
+            rasterized=True,
+        )
     ax.set_xlabel(axis_labels[0])
     ax.set_ylabel(axis_labels[1])
     ax.set_title(title, fontsize=14)
@@ -126,16 +162,22 @@ def plot_latent(latent: Mapping[str, np.ndarray], axis_labels: tuple[str, str], 
     _save(fig, path)
 
 
-def plot_reconstructions(inputs: Mapping[str, np.ndarray], outputs: Mapping[str, np.ndarray], path: Path,
-                         radius: float, n_examples: int = 2) -> None:
+def plot_reconstructions(
+    inputs: Mapping[str, np.ndarray],
+    outputs: Mapping[str, np.ndarray],
+    path: Path,
+    radius: float,
+    n_examples: int = 2,
+) -> None:
     """Per sample: the average input and reconstructed image, then single jets, input above output."""
     plt = _pyplot()
     from matplotlib.colors import LogNorm
 
     names = list(inputs)
     n_columns = 1 + n_examples
-    fig, axes = plt.subplots(2 * len(names), n_columns, figsize=(3.2 * n_columns, 3.0 * 2 * len(names)),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        2 * len(names), n_columns, figsize=(3.2 * n_columns, 3.0 * 2 * len(names)), squeeze=False
+    )
     extent = (-radius, radius, -radius, radius)
     for row, name in enumerate(names):
         x_in = inputs[name].reshape(len(inputs[name]), *inputs[name].shape[1:3])
@@ -148,8 +190,13 @@ def plot_reconstructions(inputs: Mapping[str, np.ndarray], outputs: Mapping[str,
                 positive = image[image > 0]
                 norm = LogNorm(vmin=max(positive.min(), 1e-5), vmax=image.max()) if positive.size else None
                 # imshow rows are Δη, columns Δφ; transpose so Δη runs along x.
-                ax.imshow(np.where(image > 0, image, np.nan).T, origin="lower", extent=extent, norm=norm,
-                          cmap="viridis")
+                ax.imshow(
+                    np.where(image > 0, image, np.nan).T,
+                    origin="lower",
+                    extent=extent,
+                    norm=norm,
+                    cmap="viridis",
+                )
                 ax.set_title(f"{name} {label}\n{kind}", fontsize=10)
                 ax.set_xlabel("Δη", fontsize=9)
                 ax.set_ylabel("Δφ", fontsize=9)

@@ -21,33 +21,94 @@ class EvaluatorSettings:
     n_bootstrap: int = 200
     confidence_level: float = 0.95
     fprs: tuple[float, ...] | list[float] = metrics.DEFAULT_FPRS
-    min_background_above: int = 1
+    min_background_above: int = 10
     latent_max_points: int = 4000
     reconstruction_examples: int = 2
     plots: bool = True
+    latency_repeats: int = 20
+    latency_bulk_size: int = 4096
+    latency_bulk_repeats: int = 3
     seed: int = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.n_bootstrap, int) or self.n_bootstrap < 0:
-            raise ConfigError(f"evaluator.n_bootstrap must be a non-negative integer, got {self.n_bootstrap!r}")
+            raise ConfigError(
+                f"evaluator.n_bootstrap must be a non-negative integer, got {self.n_bootstrap!r}"
+            )
+        for name in ("latency_repeats", "latency_bulk_size", "latency_bulk_repeats"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ConfigError(f"evaluator.{name} must be a positive integer, got {value!r}")
         if not 0 < self.confidence_level < 1:
             raise ConfigError(f"evaluator.confidence_level must be in (0, 1), got {self.confidence_level!r}")
         if any(not 0 < f < 1 for f in self.fprs):
             raise ConfigError(f"evaluator.fprs must lie in (0, 1), got {list(self.fprs)}")
 
 
-def score_samples(detector, samples) -> tuple[dict[str, np.ndarray], dict[str, float]]:
-    """Anomaly score of every test event per sample, and the scoring time per event (seconds)."""
-    scores, timing = {}, {}
-    for name, x in samples.named_test_samples().items():
+def score_samples_by_name(detector, samples) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, float]]:
+    """{score name: {sample: scores}} for every score the detector offers, primary (score_name) first.
+
+    A detector with several scores exposes ``score_all(x) -> {name: scores}`` (computed in one pass);
+    any other detector has the single score ``score(x)`` under its ``score_name``.
+    """
+    primary = detector.score_name
+    by_name: dict[str, dict[str, np.ndarray]] = {primary: {}}
+    timing = {}
+    for sample, x in samples.named_test_samples().items():
         start = time.perf_counter()
-        scores[name] = np.asarray(detector.score(x), dtype=np.float64)
-        timing[name] = (time.perf_counter() - start) / max(len(x), 1)
-        if scores[name].shape != (len(x),):
-            raise RuntimeError(f"{type(detector).__name__}.score returned shape {scores[name].shape} for {len(x)} events")
-        if not np.isfinite(scores[name]).all():
-            raise RuntimeError(f"{type(detector).__name__} produced NaN or infinite scores for {name}")
-    return scores, timing
+        if hasattr(detector, "score_all"):
+            result = dict(detector.score_all(x))
+            if primary not in result:
+                raise RuntimeError(
+                    f"{type(detector).__name__}.score_all gave {sorted(result)}, not its "
+                    f"primary score {primary!r}"
+                )
+        else:
+            result = {primary: detector.score(x)}
+        timing[sample] = (time.perf_counter() - start) / max(len(x), 1)
+        for name, values in result.items():
+            values = np.asarray(values, dtype=np.float64)
+            if values.shape != (len(x),):
+                raise RuntimeError(
+                    f"{type(detector).__name__} score {name!r} has shape {values.shape} for {len(x)} events"
+                )
+            if not np.isfinite(values).all():
+                raise RuntimeError(
+                    f"{type(detector).__name__} produced NaN or infinite {name} scores for {sample}"
+                )
+            by_name.setdefault(name, {})[sample] = values
+    return by_name, timing
+
+
+def inference_latency(detector, x: np.ndarray, settings: EvaluatorSettings) -> dict[str, dict]:
+    """Per-event time of ``detector.score`` (seconds): one event per call, and one bulk call.
+
+    Median over ``latency_repeats`` calls on a single event (after one warm-up call), and median over
+    ``latency_bulk_repeats`` calls on the first ``latency_bulk_size`` events divided by their number.
+    """
+    one = np.ascontiguousarray(x[:1])
+    bulk = np.ascontiguousarray(x[: settings.latency_bulk_size])
+    detector.score(one)  # warm-up: lazy graph building and caches are not what a trigger pays per event
+
+    def median_seconds(batch: np.ndarray, repeats: int) -> float:
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            detector.score(batch)
+            times.append(time.perf_counter() - start)
+        return float(np.median(times))
+
+    single = median_seconds(one, settings.latency_repeats)
+    bulk_total = median_seconds(bulk, settings.latency_bulk_repeats)
+    return {
+        "batch_of_one": {"seconds_per_event": single, "repeats": settings.latency_repeats},
+        "bulk": {
+            "seconds_per_event": bulk_total / max(len(bulk), 1),
+            "batch_size": int(len(bulk)),
+            "repeats": settings.latency_bulk_repeats,
+        },
+        "method": "median wall time of detector.score (time.perf_counter), after one warm-up call",
+    }
 
 
 def signal_metrics(scores: dict[str, np.ndarray], settings: EvaluatorSettings) -> dict[str, dict]:
@@ -56,27 +117,45 @@ def signal_metrics(scores: dict[str, np.ndarray], settings: EvaluatorSettings) -
     for name, values in scores.items():
         if name == "background":
             continue
-        auc, interval = metrics.auc_with_interval(background, values, settings.n_bootstrap, settings.seed,
-                                                  settings.confidence_level)
+        auc, interval = metrics.auc_with_interval(
+            background, values, settings.n_bootstrap, settings.seed, settings.confidence_level
+        )
         result[name] = {
             "auc": auc,
             f"auc_interval_{round(settings.confidence_level * 100)}": list(interval),
-            "tpr_at_fpr": metrics.tpr_at_fpr(background, values, settings.fprs, settings.min_background_above),
+            "tpr_at_fpr": metrics.tpr_at_fpr(
+                background, values, settings.fprs, settings.min_background_above
+            ),
             "n_signal": int(len(values)),
             "n_background": int(len(background)),
         }
     return result
 
 
-def write_scores(path: Path, scores: dict[str, np.ndarray], score_name: str, observables: dict) -> None:
-    """scores.h5: score and origin of every scored event, plus per-event observables where known."""
+def write_scores(
+    path: Path,
+    scores: dict[str, np.ndarray],
+    score_name: str,
+    observables: dict,
+    extra_scores: dict[str, dict[str, np.ndarray]] | None = None,
+) -> None:
+    """scores.h5: score and origin of every scored event, plus per-event observables where known.
+
+    ``extra_scores`` ({score name: {sample: scores}}) are written as ``score_<name>`` beside ``score``.
+    """
     import h5py
 
     names = list(scores)
     with atomic_path(path, suffix=".partial.h5") as tmp, h5py.File(tmp, "w") as f:
         f.create_dataset("score", data=np.concatenate([scores[n] for n in names]))
-        f.create_dataset("origin", data=np.concatenate(
-            [np.full(len(scores[n]), i, dtype=np.int16) for i, n in enumerate(names)]))
+        for extra_name, extra in (extra_scores or {}).items():
+            f.create_dataset(f"score_{extra_name}", data=np.concatenate([extra[n] for n in names]))
+        if extra_scores:
+            f.attrs["extra_score_names"] = list(extra_scores)
+        f.create_dataset(
+            "origin",
+            data=np.concatenate([np.full(len(scores[n]), i, dtype=np.int16) for i, n in enumerate(names)]),
+        )
         f.attrs["origin_names"] = names
         f.attrs["score_name"] = score_name
         f.attrs["higher_is_more_anomalous"] = True
@@ -86,8 +165,27 @@ def write_scores(path: Path, scores: dict[str, np.ndarray], score_name: str, obs
                 f.create_dataset(key, data=np.concatenate([observables[n][key] for n in names]))
 
 
-def write_figures(out_dir: Path, detector, samples, scores, signal_results, settings: EvaluatorSettings,
-                  title: str, radius: float | None) -> list[str]:
+def write_extra_histograms(
+    out_dir: Path, extra_scores: dict[str, dict[str, np.ndarray]], title: str
+) -> list[str]:
+    """loss_hist_<name>.png for every score beyond the primary one."""
+    written = []
+    for name, scores in extra_scores.items():
+        plots.plot_score_histograms(scores, name.replace("_", " "), out_dir / f"loss_hist_{name}.png", title)
+        written.append(f"loss_hist_{name}.png")
+    return written
+
+
+def write_figures(
+    out_dir: Path,
+    detector,
+    samples,
+    scores,
+    signal_results,
+    settings: EvaluatorSettings,
+    title: str,
+    radius: float | None,
+) -> list[str]:
     written = []
     label = getattr(detector, "score_name", "anomaly score").replace("_", " ")
     plots.plot_score_histograms(scores, label, out_dir / "loss_hist.png", title)
@@ -99,8 +197,10 @@ def write_figures(out_dir: Path, detector, samples, scores, signal_results, sett
         plots.plot_history(detector.history_, out_dir / "history.png", title)
         written.append("history.png")
     if hasattr(detector, "encode"):
-        latent = {name: detector.encode(x[: settings.latent_max_points])
-                  for name, x in samples.named_test_samples().items()}
+        latent = {
+            name: detector.encode(x[: settings.latent_max_points])
+            for name, x in samples.named_test_samples().items()
+        }
         axis_labels = ("latent 1", "latent 2")
         if latent["background"].shape[1] > 2:
             # Project on the two leading principal directions of the background's latent codes.
@@ -111,13 +211,20 @@ def write_figures(out_dir: Path, detector, samples, scores, signal_results, sett
         elif latent["background"].shape[1] == 1:
             latent = {n: np.column_stack([z[:, 0], scores[n][: len(z)]]) for n, z in latent.items()}
             axis_labels = ("latent 1", label)
-        plots.plot_latent(latent, axis_labels, out_dir / "latent.png", title, settings.latent_max_points, settings.seed)
+        plots.plot_latent(
+            latent, axis_labels, out_dir / "latent.png", title, settings.latent_max_points, settings.seed
+        )
         written.append("latent.png")
     if hasattr(detector, "reconstruct") and samples.representation == "image":
         n = max(settings.reconstruction_examples, 1)
         tests = samples.named_test_samples()
         subset = {name: x[: max(n, 500)] for name, x in tests.items()}
-        plots.plot_reconstructions(subset, {k: detector.reconstruct(v) for k, v in subset.items()},
-                                   out_dir / "reconstructions.png", radius or 1.0, settings.reconstruction_examples)
+        plots.plot_reconstructions(
+            subset,
+            {k: detector.reconstruct(v) for k, v in subset.items()},
+            out_dir / "reconstructions.png",
+            radius or 1.0,
+            settings.reconstruction_examples,
+        )
         written.append("reconstructions.png")
     return written

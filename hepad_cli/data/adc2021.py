@@ -1,0 +1,303 @@
+"""ADC2021, "LHC physics dataset for unsupervised New Physics detection at 40 MHz" (DESIGN.md, system 3).
+
+Each file holds ``Particles`` (n_events, 19, 4) = (pT [GeV], η, φ [rad], class) for the rows MET, 4 e/γ,
+4 μ and 10 jets, zero-padded (class 1..4 = MET, electron, muon, jet). The class column is dropped and
+each event flattened to 57 numbers ordered (object, [pT, η, φ]), as in the challenge notebooks.
+
+Background = ``background_for_training.h5`` (13.4M events; Zenodo 5046389), read in chunks and, with
+``max_events``, subsampled with the seed without ever holding the whole file; split train/val/test with
+the seed. Signals (test only, each its own ROC): A → 4ℓ (5046446), leptoquark (5055454), h → ττ
+(5061633), h± → τν (5061688). Every file is fetched with its own checksum setting. ``scaling: standard``
+fits a StandardScaler on the background training split only; the notebooks train on the raw values.
+Per-event observables kept for the plots: ``met`` and ``ht`` (scalar sum of jet pT), in GeV.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from hepad_cli.data.download import DataFileError, fetch_file
+from hepad_cli.data.hls4ml import standard_scale
+from hepad_cli.data.samples import DataError, Samples, split_background
+
+log = logging.getLogger(__name__)
+
+N_OBJECTS = 19
+N_COLUMNS = 4  # pT, η, φ, class
+JET_ROWS = slice(9, 19)
+OBJECT_NAMES = (
+    ["MET"]
+    + [f"e{i}" for i in range(1, 5)]
+    + [f"mu{i}" for i in range(1, 5)]
+    + [f"jet{i}" for i in range(1, 11)]
+)
+FEATURE_NAMES = [f"{obj}_{var}" for obj in OBJECT_NAMES for var in ("pt", "eta", "phi")]
+
+ZENODO = "https://zenodo.org/records/{record}/files/{file}?download=1"
+BACKGROUND = {
+    "file": "background_for_training.h5",
+    "url": ZENODO.format(record=5046389, file="background_for_training.h5"),
+    "checksum": "zenodo",
+}
+SIGNALS = {
+    "Ato4l": {
+        "file": "Ato4l_lepFilter_13TeV.h5",
+        "url": ZENODO.format(record=5046446, file="Ato4l_lepFilter_13TeV.h5"),
+        "checksum": "zenodo",
+    },
+    "leptoquark": {
+        "file": "leptoquark_LOWMASS_lepFilter_13TeV.h5",
+        "url": ZENODO.format(record=5055454, file="leptoquark_LOWMASS_lepFilter_13TeV.h5"),
+        "checksum": "zenodo",
+    },
+    "hToTauTau": {
+        "file": "hToTauTau_13TeV_PU20.h5",
+        "url": ZENODO.format(record=5061633, file="hToTauTau_13TeV_PU20.h5"),
+        "checksum": "zenodo",
+    },
+    "hChToTauNu": {
+        "file": "hChToTauNu_13TeV_PU20.h5",
+        "url": ZENODO.format(record=5061688, file="hChToTauNu_13TeV_PU20.h5"),
+        "checksum": "zenodo",
+    },
+}
+
+
+def write_adc2021_h5(path: str | os.PathLike, particles: np.ndarray) -> None:
+    """Write events in the published layout: ``Particles`` (n, 19, 4) float32 plus the name datasets."""
+    import h5py
+
+    particles = np.asarray(particles, dtype=np.float32)
+    if particles.ndim != 3 or particles.shape[1:] != (N_OBJECTS, N_COLUMNS):
+        raise ValueError(f"particles must have shape (n, {N_OBJECTS}, {N_COLUMNS}), got {particles.shape}")
+    with h5py.File(path, "w") as f:
+        f.create_dataset("Particles", data=particles)
+        f.create_dataset("Particles_Names", data=np.array([b"Pt", b"Eta", b"Phi", b"Class"]))
+        f.create_dataset(
+            "Particles_Classes",
+            data=np.array([b"MET_class_1", b"Four_Ele_class_2", b"Four_Mu_class_3", b"Ten_Jet_class_4"]),
+        )
+
+
+def count_events(path: str | os.PathLike) -> int:
+    """Number of events in a file, checking the ``Particles`` layout (nothing else is read)."""
+    with _open(path) as f:
+        return int(_particles(f, path).shape[0])
+
+
+def _open(path):
+    import h5py
+
+    try:
+        return h5py.File(path, "r")
+    except OSError as error:
+        raise DataError(
+            f"{path} is not a readable HDF5 file ({error}); delete it to download it again"
+        ) from error
+
+
+def _particles(f, path):
+    if "Particles" not in f:
+        raise DataError(
+            f"{path} has no 'Particles' dataset (keys: {sorted(f.keys())}); expected the ADC2021 layout"
+        )
+    dataset = f["Particles"]
+    if dataset.ndim != 3 or tuple(dataset.shape[1:]) != (N_OBJECTS, N_COLUMNS):
+        raise DataError(
+            f"{path}: 'Particles' has shape {dataset.shape}, expected (n_events, {N_OBJECTS}, "
+            f"{N_COLUMNS}) = (pT, eta, phi, class) for MET, 4 e, 4 mu, 10 jets"
+        )
+    return dataset
+
+
+def read_particles(
+    path: str | os.PathLike,
+    rows: np.ndarray | None = None,
+    chunk_size: int = 100_000,
+    description: str | None = None,
+) -> np.ndarray:
+    """(n, 19, 3) float32 of the selected rows (sorted; all when None), class column dropped.
+
+    Reads ``chunk_size`` events at a time: a block is either sliced whole or, when under 1 % of its rows
+    are selected, read through an h5py point selection (which slows down superlinearly above that).
+    """
+    with _open(path) as f:
+        dataset = _particles(f, path)
+        n_events = dataset.shape[0]
+        if rows is not None:
+            rows = np.asarray(rows, dtype=np.int64)
+            if len(rows) and (rows[0] < 0 or rows[-1] >= n_events or np.any(np.diff(rows) <= 0)):
+                raise ValueError("rows must be sorted, unique and inside the file")
+        total = n_events if rows is None else len(rows)
+        out = np.empty((total, N_OBJECTS, 3), dtype=np.float32)
+        filled = 0
+        with tqdm(
+            total=total, desc=description or f"reading {os.path.basename(path)}", unit="event", leave=False
+        ) as bar:
+            for start in range(0, n_events, chunk_size):
+                stop = min(start + chunk_size, n_events)
+                if rows is None:
+                    block = dataset[start:stop, :, :3]
+                else:
+                    low, high = np.searchsorted(rows, [start, stop])
+                    if low == high:
+                        continue
+                    selected = rows[low:high]
+                    if 100 * len(selected) < stop - start:  # measured: point reads win below ~1 %
+                        block = dataset[selected, :, :3]
+                    else:
+                        block = dataset[start:stop, :, :3][selected - start]
+                out[filled : filled + len(block)] = block
+                filled += len(block)
+                bar.update(len(block))
+    if not np.isfinite(out).all():
+        bad = int((~np.isfinite(out.reshape(len(out), -1))).any(axis=1).sum())
+        raise DataError(f"{path}: {bad} events hold NaN or infinite values; the file is damaged")
+    return out
+
+
+def event_observables(particles: np.ndarray) -> dict[str, np.ndarray]:
+    """MET and HT (scalar sum of jet pT) in GeV from unscaled (n, 19, 3) events."""
+    return {
+        "met": particles[:, 0, 0].astype(np.float32),
+        "ht": particles[:, JET_ROWS, 0].sum(axis=1).astype(np.float32),
+    }
+
+
+def _check_entry(name: str, entry: object) -> dict:
+    if (
+        not isinstance(entry, dict)
+        or not isinstance(entry.get("file"), str)
+        or not isinstance(entry.get("url"), str)
+    ):
+        raise DataError(
+            f"data.{name} must have a 'file' name, a 'url' and a 'checksum' (or null); got {entry!r}"
+        )
+    checksum = entry.get("checksum")
+    if checksum is not None and not isinstance(checksum, str):
+        raise DataError(
+            f"data.{name}.checksum must be 'md5:<hex>', 'sha256:<hex>', 'zenodo' or null, got {checksum!r}"
+        )
+    return {"file": entry["file"], "url": entry["url"], "checksum": checksum}
+
+
+class ADC2021Events:
+    """Background = the SM training file; signals = the BSM files configured; 57 features per event."""
+
+    def __init__(
+        self,
+        data_dir: str,
+        background: dict | None = None,
+        signals: dict[str, dict] | None = None,
+        download: bool = True,
+        max_events: int | None = None,
+        max_signal_events: int | None = None,
+        scaling: str | None = None,
+        split: dict | None = None,
+        seed: int = 0,
+        chunk_size: int = 100_000,
+    ) -> None:
+        self.data_dir = data_dir
+        self.background = _check_entry("background", background if background is not None else BACKGROUND)
+        signals = SIGNALS if signals is None else signals
+        if not isinstance(signals, dict) or not signals:
+            raise DataError(f"data.signals must map signal names to files (at least one), got {signals!r}")
+        self.signals = {str(name): _check_entry(f"signals.{name}", entry) for name, entry in signals.items()}
+        self.download = download
+        self.max_events = max_events
+        self.max_signal_events = max_signal_events
+        self.scaling = scaling
+        self.split = split or {"train": 0.6, "val": 0.2, "test": 0.2}
+        self.seed = seed
+        self.chunk_size = chunk_size
+        for key in ("max_events", "max_signal_events"):
+            value = getattr(self, key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+                raise DataError(f"data.{key} must be a positive integer or null, got {value!r}")
+        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size <= 0:
+            raise DataError(f"data.chunk_size must be a positive integer, got {chunk_size!r}")
+        if scaling not in (None, "standard"):
+            raise DataError(
+                f"data.scaling must be 'standard' or null (raw values, as in the notebooks), got {scaling!r}"
+            )
+
+    def _fetch(self, name: str, entry: dict, data_dir: Path):
+        try:
+            return fetch_file(
+                entry["url"], data_dir / entry["file"], entry["checksum"], allow_download=self.download
+            )
+        except DataFileError as error:
+            raise DataError(f"ADC2021 {name} file: {error}") from error
+
+    def _read(self, name: str, path: Path, limit: int | None, seed: int) -> tuple[np.ndarray, int]:
+        n_events = count_events(path)
+        rows = None
+        if limit is not None and limit < n_events:
+            rows = np.sort(np.random.default_rng(seed).choice(n_events, limit, replace=False))
+        particles = read_particles(path, rows, self.chunk_size, description=f"reading {name}")
+        log.info("%s: read %d of %d events from %s", name, len(particles), n_events, path.name)
+        return particles, n_events
+
+    def load(self) -> Samples:
+        data_dir = Path(self.data_dir).expanduser().resolve()
+        log.info("ADC2021 data directory: %s", data_dir)
+        # Fetch (or verify) every file before reading any: a missing signal fails before the long read.
+        fetched = {"background": self._fetch("background", self.background, data_dir)}
+        fetched |= {
+            name: self._fetch(f"signal '{name}'", entry, data_dir) for name, entry in self.signals.items()
+        }
+        background, n_background = self._read(
+            "background", fetched["background"].path, self.max_events, self.seed
+        )
+        provenance = [self._provenance("background", fetched["background"], len(background), n_background)]
+        signals = {}
+        for i, name in enumerate(self.signals):
+            signals[name], n_total = self._read(
+                name, fetched[name].path, self.max_signal_events, self.seed + 1 + i
+            )
+            provenance.append(self._provenance(name, fetched[name], len(signals[name]), n_total))
+            if len(signals[name]) == 0:
+                raise DataError(f"signal '{name}' ({fetched[name].path}) holds no events")
+        parts = {
+            k: background[rows]
+            for k, rows in split_background(len(background), self.split, self.seed).items()
+        }
+        del background
+        observables = {"background": event_observables(parts["test"])}
+        observables |= {name: event_observables(x) for name, x in signals.items()}
+        flat = {k: x.reshape(len(x), -1) for k, x in parts.items()}
+        flat_signals = {name: x.reshape(len(x), -1) for name, x in signals.items()}
+        if self.scaling == "standard":
+            names = list(flat_signals)
+            scaled, scaler = standard_scale(
+                flat["train"], flat["val"], flat["test"], *(flat_signals[n] for n in names)
+            )
+            flat = dict(zip(("train", "val", "test"), scaled[:3], strict=True))
+            flat_signals = dict(zip(names, scaled[3:], strict=True))
+            log.info("StandardScaler fitted on %d background training events", scaler["fitted_on_events"])
+        return Samples(
+            background_train=flat["train"],
+            background_val=flat["val"],
+            background_test=flat["test"],
+            signals=flat_signals,
+            observables=observables,
+            provenance=provenance,
+            representation="particles",
+        )
+
+    @staticmethod
+    def _provenance(name: str, fetched, rows_read: int, n_events: int) -> dict:
+        return {
+            "path": str(fetched.path),
+            "md5": fetched.md5,
+            "verified": fetched.verified,
+            "expected_checksum": fetched.expected,
+            "sample": name,
+            "rows_read": int(rows_read),
+            "events_in_file": int(n_events),
+        }
