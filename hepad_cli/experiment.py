@@ -15,8 +15,6 @@ log = logging.getLogger(__name__)
 
 def run(cfg: DictConfig, out_dir: Path, overrides: list[str] | None = None) -> dict:
     """Run one experiment described by the composed config; returns the content of auc.json."""
-    from hydra.utils import instantiate
-
     from hepad_cli.data.samples import assert_background_only
     from hepad_cli.evaluation.report import (
         EvaluatorSettings,
@@ -32,18 +30,28 @@ def run(cfg: DictConfig, out_dir: Path, overrides: list[str] | None = None) -> d
     out_dir.mkdir(parents=True, exist_ok=True)
     record = RunRecord(out_dir, OmegaConf.to_container(cfg, resolve=True), overrides or [])
     timing: dict[str, float] = {}
+    warnings: list[str] = []
     try:
         # Constructors validate their settings, so config mistakes fail before any data or training work.
         evaluator = EvaluatorSettings(**OmegaConf.to_container(cfg.evaluator, resolve=True), seed=cfg.seed)
-        dataset = instantiate(cfg.data, _convert_="all")
-        detector = instantiate(cfg.model, _convert_="all")
+        dataset = _build(cfg.data)
+        detector = _build(cfg.model)
 
         start = time.perf_counter()
         samples = dataset.load()
         timing["data"] = time.perf_counter() - start
         record.add(data=samples.provenance, counts=samples.counts())
         log.info("events: %s", samples.counts())
-        assert_background_only(samples.background_train, samples.signals)
+        copies = signals_identical_to_background(samples.provenance)
+        for name in copies:
+            warnings.append(
+                f"signal '{name}' comes from a file byte-identical to the background file: "
+                "expect AUC near 0.5 (and below it where training events are scored)"
+            )
+            log.warning(warnings[-1])
+        assert_background_only(
+            samples.background_train, {k: v for k, v in samples.signals.items() if k not in copies}
+        )
 
         start = time.perf_counter()
         detector.fit(samples.background_train, samples.background_val)
@@ -78,6 +86,7 @@ def run(cfg: DictConfig, out_dir: Path, overrides: list[str] | None = None) -> d
             "events": samples.counts(),
             "data_verified": not unverified,
             "unverified_files": unverified,
+            "warnings": warnings,
             "scoring_seconds_per_event": per_event,
             "inference_seconds_per_event": latency,
             "timing_s": timing,
@@ -92,6 +101,31 @@ def run(cfg: DictConfig, out_dir: Path, overrides: list[str] | None = None) -> d
         raise
     finally:
         _release_tensorflow()
+
+
+def _build(node: DictConfig):
+    """instantiate(), but a user error raised by a constructor surfaces as itself, not wrapped."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    from hepad_cli.errors import user_errors
+
+    try:
+        return instantiate(node, _convert_="all")
+    except InstantiationException as error:
+        if isinstance(error.__cause__, user_errors()):
+            raise error.__cause__ from None
+        raise
+
+
+def signals_identical_to_background(provenance: list[dict]) -> list[str]:
+    """Signals whose file has the same checksum as a background file (a mix-up, or a closure test)."""
+    background = {entry["md5"] for entry in provenance if entry.get("sample") == "background"}
+    return [
+        entry["sample"]
+        for entry in provenance
+        if entry.get("sample") not in (None, "background") and entry.get("md5") in background
+    ]
 
 
 def _release_tensorflow() -> None:

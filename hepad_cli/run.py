@@ -47,6 +47,8 @@ def app(cfg: DictConfig) -> float | None:
         print(f"hepad-run: error: {error}", file=sys.stderr)
         print(f"hepad-run: the run is marked failed in {out_dir / 'status.json'}", file=sys.stderr)
         raise SystemExit(1) from None
+    for warning in report.get("warnings", []):
+        print(f"hepad-run: warning: {warning}", file=sys.stderr)
     aucs = ", ".join(f"{name} AUC {r['auc']:.3f}" for name, r in report["signals"].items())
     print(f"hepad-run: {aucs}\nhepad-run: results in {out_dir.resolve()}", file=sys.stderr)
     return min(r["auc"] for r in report["signals"].values())
