@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import secrets
@@ -35,7 +36,7 @@ def app(cfg: DictConfig) -> float | None:
     try:
         report = run(cfg, out_dir, list(hydra_cfg.overrides.task))
     except Exception as error:
-        known = isinstance(error, user_errors())
+        known = isinstance(error, user_errors()) or getattr(error, "errno", None) == errno.ENOSPC
         if in_sweep:
             # One failed job must not stop the sweep: its status.json says failed, the summary shows it.
             log.error("job failed: %s: %s", type(error).__name__, error, exc_info=not known)
