@@ -22,7 +22,7 @@ OmegaConf.register_new_resolver("process_tag", lambda: _PROCESS_TAG, replace=Tru
 
 
 @hydra.main(version_base="1.3", config_path="pkg://hepad_cli.conf", config_name="config")
-def app(cfg: DictConfig) -> float | None:
+def app(cfg: DictConfig) -> float:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
@@ -41,7 +41,7 @@ def app(cfg: DictConfig) -> float | None:
             # One failed job must not stop the sweep: its status.json says failed, the summary shows it.
             log.error("job failed: %s: %s", type(error).__name__, error, exc_info=not known)
             print(f"hepad-run: job {hydra_cfg.job.num} failed: {error}", file=sys.stderr)
-            return None
+            return float("nan")  # an optimising sweeper (Optuna) records the trial as failed
         if not known:
             raise
         log.error("%s", error)
@@ -52,7 +52,8 @@ def app(cfg: DictConfig) -> float | None:
         print(f"hepad-run: warning: {warning}", file=sys.stderr)
     aucs = ", ".join(f"{name} AUC {r['auc']:.3f}" for name, r in report["signals"].items())
     print(f"hepad-run: {aucs}\nhepad-run: results in {out_dir.resolve()}", file=sys.stderr)
-    return min(r["auc"] for r in report["signals"].values())
+    # The objective an optimising sweeper maximises: the mean AUC over the signals.
+    return sum(r["auc"] for r in report["signals"].values()) / len(report["signals"])
 
 
 def main() -> None:

@@ -109,3 +109,18 @@ def test_two_jobs_on_a_cold_cache_prepare_the_data_once(tmp_path):
     assert len(list((data_dir / "pythia").glob("*.h5"))) == 2
     for job in sweep_dir(tmp_path).glob("job*"):
         assert json.loads((job / "status.json").read_text())["status"] == "complete"
+
+
+def test_optuna_search_runs_its_trials_and_summarises_them(tmp_path, pythia_data_dir):
+    result = run_cli(
+        "-m",
+        "hparams_search=latent_optuna",
+        "hydra.sweeper.n_trials=2",
+        *QUICK_PCA,
+        f"paths.data_dir={pythia_data_dir}",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = summary(tmp_path)
+    assert len(rows) == 2 and all(row["status"] == "complete" for row in rows)
+    assert all(2 <= int(row["model.latent_dim"]) <= 16 for row in rows)
