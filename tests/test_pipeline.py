@@ -90,3 +90,10 @@ def test_pca_separates_pythia_top_jets_from_qcd(tmp_path_factory):
     top = report["signals"]["top"]
     assert top["auc"] > 0.7, top
     assert top["auc_interval_95"][0] > 0.6
+
+
+def test_jetnet_data_dir_may_name_the_file_itself(toptagging_file, tmp_path):
+    cfg = compose_config(*jetnet_overrides(toptagging_file, "model=pca"))
+    cfg.data.data_dir = str(toptagging_file)
+    report = run(cfg, tmp_path / "run")
+    assert report["signals"]["top"]["n_signal"] == 200

@@ -52,7 +52,9 @@ class TopTaggingJets:
             raise DataError(f"data.max_jets must be a positive integer or null, got {max_jets!r}")
 
     def load(self) -> Samples:
-        path = Path(self.data_dir).expanduser().resolve() / self.file
+        location = Path(self.data_dir).expanduser().resolve()
+        # data.data_dir may name the directory holding the file or, as users often type it, the file.
+        path = location if location.is_file() else location / self.file
         log.info("Top Quark Tagging file: %s", path)
         fetched = fetch_file(self.url, path, self.checksum, allow_download=self.download)
         n_jets = count_jets(path)
