@@ -54,7 +54,8 @@ def run(cfg: DictConfig, out_dir: Path, overrides: list[str] | None = None) -> d
         )
 
         start = time.perf_counter()
-        detector.fit(samples.background_train, samples.background_val)
+        # fit_extras: {} unless the data carry labels for weak supervision (the detector must then take them).
+        detector.fit(samples.background_train, samples.background_val, **samples.fit_extras(detector))
         timing["fit"] = time.perf_counter() - start
         detector.save(out_dir / "model")
 
@@ -73,16 +74,25 @@ def run(cfg: DictConfig, out_dir: Path, overrides: list[str] | None = None) -> d
         timing["latency"] = time.perf_counter() - start
         figures = []
         if evaluator.plots:
-            title = f"{cfg.model.get('_target_', '').rsplit('.', 1)[-1]} on {cfg.data.get('_target_', '').rsplit('.', 1)[-1]}"
+            title = f"{_class_name(cfg.model)} on {_class_name(cfg.data)}"
             radius = cfg.data.get("image", {}).get("radius") if "image" in cfg.data else None
             figures = write_figures(out_dir, detector, samples, scores, results, evaluator, title, radius)
             figures += write_extra_histograms(out_dir, extra_scores, title)
+        # Optional detector hook (e.g. per-channel reports): entries go into auc.json, figures into the list.
+        extra = (
+            detector.extra_report(samples, scores_by_name, out_dir, evaluator)
+            if hasattr(detector, "extra_report")
+            else {}
+        )
+        figures += extra.pop("figures", [])
 
         unverified = [entry["path"] for entry in samples.provenance if not entry.get("verified", False)]
         report = {
             "score": detector.score_name,
             "signals": results,
             **({"scores_by_name": results_by_name} if extra_scores else {}),
+            **({"supervision": samples.supervision} if samples.supervision else {}),
+            **extra,
             "events": samples.counts(),
             "data_verified": not unverified,
             "unverified_files": unverified,
@@ -101,6 +111,10 @@ def run(cfg: DictConfig, out_dir: Path, overrides: list[str] | None = None) -> d
         raise
     finally:
         _release_tensorflow()
+
+
+def _class_name(node: DictConfig) -> str:
+    return str(node.get("_target_", "")).rsplit(".", 1)[-1]
 
 
 def _build(node: DictConfig):

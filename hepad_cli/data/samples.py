@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 from dataclasses import dataclass, field
 
@@ -20,6 +21,11 @@ class Samples:
 
     observables maps a sample name ("background_test" or a signal name) to per-event quantities kept
     for plots (e.g. {"mass": GeV, "pt": GeV}). provenance lists the files read, with checksums.
+
+    Weak supervision (the declared exception to background-only training; None for every other
+    dataset): train_labels / val_labels give each training / validation row a global label (1 = good,
+    0 = anomalous), train_weights / val_weights a per-row weight, feature_groups names column groups of
+    the features, and supervision says in words which labels training used (it goes into auc.json).
     """
 
     background_train: np.ndarray
@@ -29,6 +35,12 @@ class Samples:
     observables: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     provenance: list[dict] = field(default_factory=list)
     representation: str = "features"
+    train_labels: np.ndarray | None = None
+    val_labels: np.ndarray | None = None
+    train_weights: np.ndarray | None = None
+    val_weights: np.ndarray | None = None
+    feature_groups: dict[str, list[int]] | None = None
+    supervision: str | None = None
 
     def __post_init__(self) -> None:
         self.background_train = _as_events("background_train", self.background_train)
@@ -41,6 +53,37 @@ class Samples:
         for name, x in self.named_test_samples().items():
             if x.shape[1:] != shape:
                 raise DataError(f"{name} has event shape {x.shape[1:]}, background_train has {shape}")
+        for split in ("train", "val"):
+            rows = len(getattr(self, f"background_{split}"))
+            for name in (f"{split}_labels", f"{split}_weights"):
+                values = getattr(self, name)
+                if values is not None and len(values) != rows:
+                    raise DataError(f"{name} has {len(values)} entries for {rows} background_{split} rows")
+
+    def fit_extras(self, detector=None) -> dict:
+        """Keyword arguments for ``detector.fit`` beyond (train, val): {} for unsupervised data.
+
+        Labelled training data given to a detector whose ``fit`` takes no ``y_train`` is an error, never
+        silently treated as background; other extras are passed only where ``fit`` accepts them.
+        """
+        extras = {
+            "y_train": self.train_labels,
+            "y_val": self.val_labels,
+            "w_train": self.train_weights,
+            "w_val": self.val_weights,
+            "feature_groups": self.feature_groups,
+        }
+        extras = {key: value for key, value in extras.items() if value is not None}
+        if detector is None or not extras:
+            return extras
+        accepted = inspect.signature(detector.fit).parameters
+        if "y_train" in extras and "y_train" not in accepted:
+            raise DataError(
+                f"the training sample holds labelled good and bad events ({self.supervision}), but "
+                f"{type(detector).__name__} trains unsupervised on background only: choose a detector that "
+                "takes labels, or background-only training data (for cms_dqm: data.training=good_only)"
+            )
+        return {key: value for key, value in extras.items() if key in accepted}
 
     @property
     def event_shape(self) -> tuple[int, ...]:

@@ -28,18 +28,33 @@ def _weighted_auc(n_groups, bkg_group, sig_group, bkg_weight, sig_weight) -> flo
 
 
 def auc_with_interval(
-    background: np.ndarray, signal: np.ndarray, n_bootstrap: int = 200, seed: int = 0, level: float = 0.95
+    background: np.ndarray,
+    signal: np.ndarray,
+    n_bootstrap: int = 200,
+    seed: int = 0,
+    level: float = 0.95,
+    background_weights: np.ndarray | None = None,
+    signal_weights: np.ndarray | None = None,
 ) -> tuple[float, tuple[float, float]]:
     """ROC AUC of signal against background and its percentile bootstrap interval.
 
     The bootstrap resamples both samples with Poisson(1) weights, so each replica costs one pass.
+    Optional per-event weights (e.g. luminosity) weight both the AUC and every replica.
     """
     n_groups, bkg_group, sig_group = _grouped(background, signal)
-    auc = _weighted_auc(n_groups, bkg_group, sig_group, np.ones(len(bkg_group)), np.ones(len(sig_group)))
+    bkg_weight = (
+        np.ones(len(bkg_group)) if background_weights is None else np.asarray(background_weights, float)
+    )
+    sig_weight = np.ones(len(sig_group)) if signal_weights is None else np.asarray(signal_weights, float)
+    auc = _weighted_auc(n_groups, bkg_group, sig_group, bkg_weight, sig_weight)
     rng = np.random.default_rng(seed)
     replicas = [
         _weighted_auc(
-            n_groups, bkg_group, sig_group, rng.poisson(1.0, len(bkg_group)), rng.poisson(1.0, len(sig_group))
+            n_groups,
+            bkg_group,
+            sig_group,
+            bkg_weight * rng.poisson(1.0, len(bkg_group)),
+            sig_weight * rng.poisson(1.0, len(sig_group)),
         )
         for _ in range(n_bootstrap)
     ]

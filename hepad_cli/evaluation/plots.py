@@ -117,13 +117,15 @@ def plot_history(history: Mapping[str, list[float]], path: Path, title: str) -> 
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss")
     rates = history.get("learning_rate") or history.get("lr")
+    handles, labels = ax.get_legend_handles_labels()
     if rates:
         twin = ax.twinx()
-        twin.step(epochs, rates, where="mid", color="0.6", linewidth=1, label="learning rate")
+        (line,) = twin.step(epochs, rates, where="mid", color="0.6", linewidth=1)
         twin.set_yscale("log")
         twin.set_ylabel("learning rate", color="0.4")
+        handles, labels = [*handles, line], [*labels, "learning rate (right axis)"]
     ax.set_title(title, fontsize=14)
-    ax.legend(loc="upper right")
+    ax.legend(handles, labels, loc="best", fontsize=11)
     _save(fig, path)
 
 

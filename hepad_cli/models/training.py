@@ -148,7 +148,7 @@ def epoch_progress_callback(epochs: int, enabled: bool = True):
                 epochs,
                 logs.get("loss", float("nan")),
                 logs.get("val_loss", float("nan")),
-                float(logs.get("learning_rate", float("nan"))),
+                float(logs.get("learning_rate", self.model.optimizer.learning_rate)),
             )
 
     return EpochProgress()
