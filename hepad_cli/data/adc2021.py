@@ -22,8 +22,13 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from hepad_cli.data.download import DataFileError, fetch_file
-from hepad_cli.data.hls4ml import standard_scale
-from hepad_cli.data.samples import DataError, Samples, split_background
+from hepad_cli.data.samples import (
+    DataError,
+    Samples,
+    open_hdf5,
+    scale_background_and_signals,
+    split_background,
+)
 
 log = logging.getLogger(__name__)
 
@@ -91,14 +96,8 @@ def count_events(path: str | os.PathLike) -> int:
 
 
 def _open(path):
-    import h5py
 
-    try:
-        return h5py.File(path, "r")
-    except OSError as error:
-        raise DataError(
-            f"{path} is not a readable HDF5 file ({error}); delete it to download it again"
-        ) from error
+    return open_hdf5(path, "delete it to download it again")
 
 
 def _particles(f, path):
@@ -273,12 +272,7 @@ class ADC2021Events:
         flat = {k: x.reshape(len(x), -1) for k, x in parts.items()}
         flat_signals = {name: x.reshape(len(x), -1) for name, x in signals.items()}
         if self.scaling == "standard":
-            names = list(flat_signals)
-            scaled, scaler = standard_scale(
-                flat["train"], flat["val"], flat["test"], *(flat_signals[n] for n in names)
-            )
-            flat = dict(zip(("train", "val", "test"), scaled[:3], strict=True))
-            flat_signals = dict(zip(names, scaled[3:], strict=True))
+            flat, flat_signals, scaler = scale_background_and_signals(flat, flat_signals)
             log.info("StandardScaler fitted on %d background training events", scaler["fitted_on_events"])
         return Samples(
             background_train=flat["train"],

@@ -40,8 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from hepad_cli.data.download import file_md5
-from hepad_cli.data.hls4ml import standard_scale
-from hepad_cli.data.samples import DataError, Samples, split_background
+from hepad_cli.data.samples import DataError, Samples, open_hdf5, split_background, standard_scale
 from hepad_cli.evaluation.channels import SUBSYSTEM_PREFIX, WEIGHT_KEY
 from hepad_cli.io import atomic_path
 
@@ -175,15 +174,7 @@ def read_converted(path: Path) -> tuple[dict, dict]:
     """(tables, recorded sources) from a file written by :func:`write_converted`."""
     import json
 
-    import h5py
-
-    try:
-        handle = h5py.File(path, "r")
-    except OSError as error:
-        raise DataError(
-            f"{path} is not a readable HDF5 file ({error}); delete it to convert again"
-        ) from error
-    with handle as f:
+    with open_hdf5(path, "delete it to convert again") as f:
         if f.attrs.get("format") != FORMAT:
             raise DataError(f"{path} is not a hepad CMS data-quality file (format {f.attrs.get('format')!r})")
         names = [n.decode() if isinstance(n, bytes) else str(n) for n in f["subsystem_names"][:]]

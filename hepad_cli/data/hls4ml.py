@@ -34,7 +34,13 @@ from pathlib import Path
 import numpy as np
 
 from hepad_cli.data.download import DataFileError, fetch_file, file_md5
-from hepad_cli.data.samples import DataError, Samples, split_background
+from hepad_cli.data.samples import (
+    DataError,
+    Samples,
+    open_hdf5,
+    scale_background_and_signals,
+    split_background,
+)
 from hepad_cli.io import atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -139,26 +145,6 @@ H5_DEFAULTS = {
         "checksum": "zenodo",
     },
 }
-
-
-def standard_scale(train: np.ndarray, *others: np.ndarray) -> tuple[list[np.ndarray], dict]:
-    """StandardScaler fitted on ``train`` only (features on the last axes), applied to train and others.
-
-    Returns the scaled arrays (float32) and the scaler's mean and scale, for the log and provenance.
-    """
-    from sklearn.preprocessing import StandardScaler
-
-    shape = train.shape[1:]
-    scaler = StandardScaler().fit(train.reshape(len(train), -1).astype(np.float64))
-    scaled = [
-        scaler.transform(x.reshape(len(x), -1).astype(np.float64)).astype(np.float32).reshape(len(x), *shape)
-        for x in (train, *others)
-    ]
-    return scaled, {
-        "mean": scaler.mean_.tolist(),
-        "scale": scaler.scale_.tolist(),
-        "fitted_on_events": len(train),
-    }
 
 
 # --- OpenML ------------------------------------------------------------------------------------------
@@ -287,15 +273,8 @@ def write_hls4ml_h5(
 
 def read_hls4ml_h5(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     """(features (n, 16) float32, labels (n,) of g/q/w/z/top) from one file; unlabelled jets are dropped."""
-    import h5py
 
-    try:
-        handle = h5py.File(path, "r")
-    except OSError as error:
-        raise DataError(
-            f"{path} is not a readable HDF5 file ({error}); delete it to fetch it again"
-        ) from error
-    with handle as f:
+    with open_hdf5(path, "delete it to fetch it again") as f:
         if "jets" not in f:
             raise DataError(
                 f"{path} has no 'jets' dataset (keys: {sorted(f.keys())}); expected the hls4ml layout "
@@ -566,12 +545,7 @@ class HLS4MLJets:
             name: x[:, MASS_INDEX].copy() for name, x in signals.items()
         }
         if self.scaling == "standard":
-            names = list(signals)
-            scaled, scaler = standard_scale(
-                parts["train"], parts["val"], parts["test"], *(signals[n] for n in names)
-            )
-            parts = dict(zip(("train", "val", "test"), scaled[:3], strict=True))
-            signals = dict(zip(names, scaled[3:], strict=True))
+            parts, signals, scaler = scale_background_and_signals(parts, signals)
             log.info(
                 "StandardScaler fitted on %d background training jets: mean %s, scale %s",
                 scaler["fitted_on_events"],

@@ -152,3 +152,46 @@ def assert_background_only(training: np.ndarray, signals: dict[str, np.ndarray])
                 f"{leaked} events of signal '{name}' are also in the background training sample; "
                 "training must see background only: check the signal and background files"
             )
+
+
+def standard_scale(train: np.ndarray, *others: np.ndarray) -> tuple[list[np.ndarray], dict]:
+    """StandardScaler fitted on ``train`` only (features on the last axes), applied to train and others.
+
+    Returns the scaled arrays (float32) and the scaler's mean and scale, for the log and provenance.
+    """
+    from sklearn.preprocessing import StandardScaler
+
+    shape = train.shape[1:]
+    scaler = StandardScaler().fit(train.reshape(len(train), -1).astype(np.float64))
+    scaled = [
+        scaler.transform(x.reshape(len(x), -1).astype(np.float64)).astype(np.float32).reshape(len(x), *shape)
+        for x in (train, *others)
+    ]
+    return scaled, {
+        "mean": scaler.mean_.tolist(),
+        "scale": scaler.scale_.tolist(),
+        "fitted_on_events": len(train),
+    }
+
+
+def scale_background_and_signals(
+    parts: dict[str, np.ndarray], signals: dict[str, np.ndarray]
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict]:
+    """standard_scale fitted on parts["train"]; returns the scaled splits, signals and the scaler."""
+    names = list(signals)
+    scaled, scaler = standard_scale(parts["train"], parts["val"], parts["test"], *(signals[n] for n in names))
+    return (
+        dict(zip(("train", "val", "test"), scaled[:3], strict=True)),
+        dict(zip(names, scaled[3:], strict=True)),
+        scaler,
+    )
+
+
+def open_hdf5(path, remedy: str, error: type[Exception] = DataError):
+    """h5py.File(path, "r"), or ``error`` saying the file is unreadable and what to do about it."""
+    import h5py
+
+    try:
+        return h5py.File(path, "r")
+    except OSError as cause:
+        raise error(f"{path} is not a readable HDF5 file ({cause}); {remedy}") from cause
