@@ -24,7 +24,6 @@ PACKAGES = (
     "matplotlib",
     "mplhep",
     "pythia8mc",
-    "fastjet",
     "pandas",
     "tables",
     "pooch",

@@ -18,7 +18,7 @@ class TrainerSettings:
 
     epochs: int = 50
     batch_size: int = 128
-    learning_rate: float = 3e-3
+    learning_rate: float = 1e-3
     optimizer: str = "adam"
     early_stopping_patience: int = 10
     reduce_lr_patience: int = 2

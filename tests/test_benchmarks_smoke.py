@@ -1,0 +1,78 @@
+"""The benchmark suite at tiny sizes (`make bench-smoke`), so it cannot rot between full runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+FIGURES = {
+    "images",
+    "toptagging",
+    "pythia_per_core",
+    "pythia_two_cores",
+    "training",
+    "trigger",
+    "bulk",
+    "bulk_conv",
+    "help",
+}
+
+
+@pytest.mark.slow
+def test_smoke_benchmark_prints_one_table_and_writes_results(tmp_path):
+    output = tmp_path / "results.json"
+    result = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "run.py"), "--smoke", "--output", str(output)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    header = next(line for line in lines if line.startswith("figure")).split()
+    assert header == ["figure", "baseline", "ours", "ratio", "target", "met?"]
+    results = json.loads(output.read_text())
+    assert results["mode"] == "smoke"
+    assert set(results["figures"]) == FIGURES
+    for name, figure in results["figures"].items():
+        assert figure["ours"]["repeats"] >= 1, name
+        assert name in result.stdout
+    machine = results["machine"]
+    assert machine["cores"] >= 1 and machine["memory_bytes"] > 0 and machine["cpu"]
+    assert machine["packages"]["numpy"]
+    # The fast paths give the same numbers as their references even at smoke sizes.
+    figures = results["figures"]
+    assert figures["images"]["identical_to_reference"] and figures["images"]["identical_to_loop"]
+    assert figures["toptagging"]["equal_to_pandas"]
+    assert figures["trigger"]["max_relative_difference"] <= 1e-5
+    assert figures["bulk"]["max_relative_difference"] <= 1e-5
+
+
+def test_smoke_refuses_to_overwrite_the_committed_results(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "run.py"), "--smoke"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "--output" in result.stderr
+
+
+def test_unknown_figure_is_refused_with_the_choices(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "run.py"), "--smoke", "--only", "imgs", "--output", "x"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "images" in result.stderr
