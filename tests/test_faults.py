@@ -29,6 +29,9 @@ def start_cli(*args: str, cwd: Path) -> subprocess.Popen:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
+        # A shell may start background jobs with SIGINT ignored, and Python then never raises
+        # KeyboardInterrupt: restore the default so the test means the same wherever it runs.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 
