@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from hepad_cli.evaluation.plots import save_figure, styled_pyplot
 from hepad_cli.io import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -213,23 +214,11 @@ def write_markdown(
     atomic_write_text(path, "\n".join(lines) + "\n")
 
 
-def _pyplot():
-    from hepad_cli.evaluation.plots import _pyplot as styled_pyplot
-
-    return styled_pyplot()
-
-
-def _save(fig, path: Path) -> None:
-    from hepad_cli.evaluation.plots import _save as save_figure
-
-    save_figure(fig, path)
-
-
 def plot_auc_versus(jobs: list[JobResult], key: str, path: Path) -> None:
     """AUC against one numeric swept parameter: a line per signal (and per setting of the other
     non-seed parameters); seeds of one setting are averaged, their spread is the error bar, else the
     bootstrap interval of the single job."""
-    plt = _pyplot()
+    plt = styled_pyplot()
     others = [k for k in swept_keys(jobs) if k not in (key, "seed")]
     groups: dict[tuple, list[JobResult]] = defaultdict(list)
     for job in jobs:
@@ -277,7 +266,7 @@ def plot_auc_versus(jobs: list[JobResult], key: str, path: Path) -> None:
         f"AUC vs {key}; error bars: " + ("spread over seeds" if n_seeds > 1 else "95% bootstrap"), fontsize=13
     )
     ax.legend(fontsize=11)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_auc_versus_inference_time(jobs: list[JobResult], path: Path) -> None:
@@ -285,7 +274,7 @@ def plot_auc_versus_inference_time(jobs: list[JobResult], path: Path) -> None:
 
     One point per setting and signal (seeds averaged: median time, mean AUC, spread as error bars).
     """
-    plt = _pyplot()
+    plt = styled_pyplot()
     keys = [k for k in swept_keys(jobs) if k != "seed"]
     settings: dict[tuple, list[JobResult]] = defaultdict(list)
     for job in jobs:
@@ -318,7 +307,7 @@ def plot_auc_versus_inference_time(jobs: list[JobResult], path: Path) -> None:
     ax.set_ylabel("ROC AUC")
     ax.set_title("AUC vs inference time per event", fontsize=13)
     ax.legend(fontsize=11)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def build_summary(sweep_dir: str | Path) -> list[JobResult]:

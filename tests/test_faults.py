@@ -148,7 +148,7 @@ def test_disk_full_while_writing_marks_the_run_failed_and_leaves_earlier_runs_un
     def no_space(fig, path):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
-    monkeypatch.setattr(plots, "_save", no_space)
+    monkeypatch.setattr(plots, "save_figure", no_space)
     failing = tmp_path / "failing"
     with pytest.raises(OSError, match="No space left"):
         run(cfg, failing)

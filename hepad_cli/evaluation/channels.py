@@ -104,9 +104,9 @@ def plot_channel_histograms(
     scores: Mapping[str, Mapping[str, np.ndarray]], aucs: Mapping[str, float], path: Path, title: str
 ) -> None:
     """One panel per score (global, then each channel): good and bad test events, density, log y."""
-    from hepad_cli.evaluation.plots import BACKGROUND_COLOUR, _pyplot, _save
+    from hepad_cli.evaluation.plots import BACKGROUND_COLOUR, save_figure, styled_pyplot
 
-    plt = _pyplot()
+    plt = styled_pyplot()
     n = len(scores)
     columns = min(n, 3)
     rows = -(-n // columns)
@@ -135,16 +135,16 @@ def plot_channel_histograms(
         ax.set_visible(False)
     fig.suptitle(title, fontsize=13)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_subsystem_heatmap(table: dict, path: Path, title: str) -> None:
     """Rows = subsystems, columns = channels, colour = AUC; undefined cells hatched grey with "n/a"."""
     from matplotlib.patches import Rectangle
 
-    from hepad_cli.evaluation.plots import _pyplot, _save
+    from hepad_cli.evaluation.plots import save_figure, styled_pyplot
 
-    plt = _pyplot()
+    plt = styled_pyplot()
     subsystems, channels = table["subsystems"], table["channels"]
     values = np.array(
         [[np.nan if v is None else v for v in row] for row in table["auc_lumi_weighted"]], dtype=float
@@ -174,7 +174,7 @@ def plot_subsystem_heatmap(table: dict, path: Path, title: str) -> None:
     colourbar = fig.colorbar(image, ax=ax)
     colourbar.set_label("ROC AUC (lumi-weighted); n/a = one class only", fontsize=10)
     ax.set_title(title, fontsize=12)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def channel_report(

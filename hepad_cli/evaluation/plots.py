@@ -12,7 +12,8 @@ from hepad_cli.io import atomic_path
 BACKGROUND_COLOUR = "0.35"
 
 
-def _pyplot():
+def styled_pyplot():
+    """matplotlib.pyplot on the file-only Agg backend with the ROOT style of mplhep."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -24,7 +25,8 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path: Path) -> None:
+def save_figure(fig, path: Path) -> None:
+    """Write the figure as PNG atomically (never a half-written file) and close it."""
     with atomic_path(path, suffix=".partial.png") as tmp:
         fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
     import matplotlib.pyplot as plt
@@ -41,7 +43,7 @@ def _signal_colours(names):
 
 def plot_score_histograms(scores: Mapping[str, np.ndarray], score_label: str, path: Path, title: str) -> None:
     """Density of the anomaly score for background and each signal, log y, shared bins."""
-    plt = _pyplot()
+    plt = styled_pyplot()
     everything = np.concatenate(list(scores.values()))
     low, high = np.quantile(everything, [0.0, 0.999])
     if high <= low:
@@ -66,14 +68,14 @@ def plot_score_histograms(scores: Mapping[str, np.ndarray], score_label: str, pa
     ax.set_ylabel("density")
     ax.set_title(title, fontsize=14)
     ax.legend()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_roc(
     curves: Mapping[str, tuple[np.ndarray, np.ndarray]], aucs: Mapping[str, float], path: Path, title: str
 ) -> None:
     """Background rejection 1/FPR against signal efficiency, as trigger and tagging people read ROCs."""
-    plt = _pyplot()
+    plt = styled_pyplot()
     colours = _signal_colours(list(curves))
     fig, ax = plt.subplots()
     for name, (fpr, tpr) in curves.items():
@@ -93,12 +95,12 @@ def plot_roc(
     ax.set_ylabel("background rejection 1 / (false positive rate)")
     ax.set_title(title, fontsize=14)
     ax.legend()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_history(history: Mapping[str, list[float]], path: Path, title: str) -> None:
     """Training and validation loss per epoch (log y), with the learning rate on a second axis."""
-    plt = _pyplot()
+    plt = styled_pyplot()
     fig, ax = plt.subplots()
     epochs = np.arange(1, len(history["loss"]) + 1)
     for key, values in history.items():
@@ -126,7 +128,7 @@ def plot_history(history: Mapping[str, list[float]], path: Path, title: str) -> 
         handles, labels = [*handles, line], [*labels, "learning rate (right axis)"]
     ax.set_title(title, fontsize=14)
     ax.legend(handles, labels, loc="best", fontsize=11)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_latent(
@@ -138,7 +140,7 @@ def plot_latent(
     seed: int = 0,
 ) -> None:
     """2-D latent coordinates of background and each signal (a random subset of each, same size)."""
-    plt = _pyplot()
+    plt = styled_pyplot()
     rng = np.random.default_rng(seed)
     colours = _signal_colours([n for n in latent if n != "background"])
     fig, ax = plt.subplots()
@@ -161,7 +163,7 @@ def plot_latent(
     ax.set_ylabel(axis_labels[1])
     ax.set_title(title, fontsize=14)
     ax.legend(markerscale=4)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_reconstructions(
@@ -172,7 +174,7 @@ def plot_reconstructions(
     n_examples: int = 2,
 ) -> None:
     """Per sample: the average input and reconstructed image, then single jets, input above output."""
-    plt = _pyplot()
+    plt = styled_pyplot()
     from matplotlib.colors import LogNorm
 
     names = list(inputs)
@@ -205,4 +207,4 @@ def plot_reconstructions(
                 ax.tick_params(labelsize=8)
     fig.suptitle("pT fraction per pixel (log colour scale); empty pixels white", fontsize=12)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
