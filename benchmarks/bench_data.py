@@ -192,7 +192,7 @@ def child_toptagging(side: str, path: str) -> None:
     else:
         from hepad_cli.data.jets import ImageSettings, read_jet_images
 
-        jets = read_jet_images(path, ImageSettings())
+        jets = read_jet_images(path, ImageSettings(size=16, radius=0.8, normalise=True))
         read = start
         n, labels = len(jets.images), jets.is_signal
     end = time.perf_counter()
@@ -206,7 +206,7 @@ def toptagging_equal(path: Path, n_rows: int) -> bool:
     from hepad_cli.data.images import jet_images_with_observables
     from hepad_cli.data.jets import ImageSettings, read_jet_images
 
-    ours = read_jet_images(path, ImageSettings(), rows=np.arange(n_rows))
+    ours = read_jet_images(path, ImageSettings(size=16, radius=0.8, normalise=True), rows=np.arange(n_rows))
     frame = pd.read_hdf(path, "table", start=0, stop=n_rows)
     images, pt, mass = jet_images_with_observables(frame.iloc[:, :800].to_numpy().reshape(-1, 200, 4))
     return bool(

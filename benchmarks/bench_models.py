@@ -246,12 +246,12 @@ def figure_bulk(settings: Settings) -> list[Figure]:
     # Dense AE (the trigger models): detector.score (the pipeline's path) vs predict with its batch 32.
     model = dense_autoencoder()
     detector = KerasAutoencoder()
-    detector.model_ = model
+    detector.networks_ = {"model": model}
     scorer = export_dense(model)
     events = np.random.default_rng(5).standard_normal((settings.size(400_000, 20_000), 57)).astype(np.float32)
     # Conv AE (the default pipeline's detector): random weights, the cost does not depend on them.
     conv = ConvAutoencoder(latent_dim=2)
-    conv.model_, conv.encoder_ = conv.build((16, 16, 1))
+    conv.networks_ = {"model": conv.build((16, 16, 1))[0]}
     rng = np.random.default_rng(6)
     images = rng.random((settings.size(40_000, 1000), 16, 16, 1), dtype=np.float32)
     images /= images.sum(axis=(1, 2, 3), keepdims=True)

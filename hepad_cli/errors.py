@@ -1,10 +1,12 @@
 """Errors a user can fix: the CLI prints their message without a traceback and exits non-zero."""
 
-from hepad_cli.data.samples import DataError
-
 
 class ConfigError(ValueError):
     """A config value that cannot work; the message names the key, the value and what would be right."""
+
+
+class DataError(ValueError):
+    """Input data that cannot give a trustworthy result (wrong shape, NaN, empty, leaked signal)."""
 
 
 class TrainingError(RuntimeError):

@@ -1,123 +1,204 @@
-"""The one pipeline: data → fit on background → score → evaluate → files in the run directory."""
+"""The one pipeline, in named stages: build → load → check → fit → score → evaluate → write.
+
+No stage knows which dataset or detector it runs: datasets implement ``read`` (hepad_cli.data.dataset),
+detectors the ``Detector`` contract (hepad_cli.models.base), and the stages ask the detector's declared
+capabilities. docs/design.md describes the layers.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from hepad_cli.io import atomic_write_json
+from hepad_cli.report import RunReport
 
 log = logging.getLogger(__name__)
 
+MODEL_DIR = "model"
 
-def run(cfg: DictConfig, out_dir: Path, overrides: list[str] | None = None) -> dict:
-    """Run one experiment described by the composed config; returns the content of auc.json."""
-    from hepad_cli.data.samples import assert_background_only
-    from hepad_cli.evaluation.report import (
-        EvaluatorSettings,
-        inference_latency,
-        score_samples_by_name,
-        signal_metrics,
-        write_extra_histograms,
-        write_figures,
-        write_scores,
-    )
+
+@dataclass
+class Scored:
+    """Every score of every test sample: {score name: {sample: (n,) scores}}, primary first."""
+
+    by_name: dict[str, dict[str, np.ndarray]]
+    primary: str
+    seconds_per_event: dict[str, float]
+
+    @property
+    def primary_scores(self) -> dict[str, np.ndarray]:
+        return self.by_name[self.primary]
+
+    @property
+    def extra_scores(self) -> dict[str, dict[str, np.ndarray]]:
+        return {name: v for name, v in self.by_name.items() if name != self.primary}
+
+
+@dataclass
+class Stopwatch:
+    timing_s: dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def stage(self, name: str):
+        start = time.perf_counter()
+        yield
+        self.timing_s[name] = time.perf_counter() - start
+
+
+def run(cfg: DictConfig, out_dir: Path, overrides: list[str] | None = None) -> RunReport:
+    """Run one experiment described by the composed config; returns the report written to auc.json."""
     from hepad_cli.provenance import RunRecord
 
     out_dir.mkdir(parents=True, exist_ok=True)
     record = RunRecord(out_dir, OmegaConf.to_container(cfg, resolve=True), overrides or [])
-    timing: dict[str, float] = {}
-    warnings: list[str] = []
+    clock = Stopwatch()
     try:
-        # Constructors validate their settings, so config mistakes fail before any data or training work.
-        evaluator = EvaluatorSettings(**OmegaConf.to_container(cfg.evaluator, resolve=True), seed=cfg.seed)
-        dataset = _build(cfg.data)
-        detector = _build(cfg.model)
-
-        start = time.perf_counter()
-        samples = dataset.load()
-        timing["data"] = time.perf_counter() - start
+        evaluator, dataset, detector = build(cfg)
+        with clock.stage("data"):
+            samples = dataset.load()
         record.add(data=samples.provenance, counts=samples.counts())
         log.info("events: %s", samples.counts())
-        copies = signals_identical_to_background(samples.provenance)
-        for name in copies:
-            warnings.append(
-                f"signal '{name}' comes from a file byte-identical to the background file: "
-                "expect AUC near 0.5 (and below it where training events are scored)"
-            )
-            log.warning(warnings[-1])
-        assert_background_only(
-            samples.background_train, {k: v for k, v in samples.signals.items() if k not in copies}
-        )
-
-        start = time.perf_counter()
-        # fit_extras: {} unless the data carry labels for weak supervision (the detector must then take them).
-        detector.fit(samples.background_train, samples.background_val, **samples.fit_extras(detector))
-        timing["fit"] = time.perf_counter() - start
-        detector.save(out_dir / "model")
-
-        start = time.perf_counter()
-        scores_by_name, per_event = score_samples_by_name(detector, samples)
-        timing["score"] = time.perf_counter() - start
-        scores = scores_by_name[detector.score_name]
-        extra_scores = {name: v for name, v in scores_by_name.items() if name != detector.score_name}
-        results = signal_metrics(scores, evaluator)
-        results_by_name = {detector.score_name: results} | {
-            name: signal_metrics(values, evaluator) for name, values in extra_scores.items()
-        }
-        write_scores(out_dir / "scores.h5", scores, detector.score_name, samples.observables, extra_scores)
-        start = time.perf_counter()
-        latency = inference_latency(detector, samples.background_test, evaluator)
-        timing["latency"] = time.perf_counter() - start
-        figures = []
-        if evaluator.plots:
-            title = f"{_class_name(cfg.model)} on {_class_name(cfg.data)}"
-            radius = cfg.data.get("image", {}).get("radius") if "image" in cfg.data else None
-            figures = write_figures(out_dir, detector, samples, scores, results, evaluator, title, radius)
-            figures += write_extra_histograms(out_dir, extra_scores, title)
-        # Optional detector hook (e.g. per-channel reports): entries go into auc.json, figures into the list.
-        extra = (
-            detector.extra_report(samples, scores_by_name, out_dir, evaluator)
-            if hasattr(detector, "extra_report")
-            else {}
-        )
-        figures += extra.pop("figures", [])
-
-        unverified = [entry["path"] for entry in samples.provenance if not entry.get("verified", False)]
-        report = {
-            "score": detector.score_name,
-            "signals": results,
-            **({"scores_by_name": results_by_name} if extra_scores else {}),
-            **({"supervision": samples.supervision} if samples.supervision else {}),
-            **extra,
-            "events": samples.counts(),
-            "data_verified": not unverified,
-            "unverified_files": unverified,
-            "warnings": warnings,
-            "scoring_seconds_per_event": per_event,
-            "inference_seconds_per_event": latency,
-            "timing_s": timing,
-            "figures": figures,
-        }
-        atomic_write_json(out_dir / "auc.json", report)
-        record.add(timing_s=timing)
+        warnings = check(samples)
+        with clock.stage("fit"):
+            fit(detector, samples)
+        save_model(detector, samples, out_dir / MODEL_DIR)
+        with clock.stage("score"):
+            scored = score(detector, samples.named_test_samples())
+        report = evaluate(cfg, detector, samples, scored, evaluator, out_dir, warnings, clock)
+        write(report, scored, samples, out_dir)
+        record.add(timing_s=clock.timing_s)
         record.complete()
         return report
     except BaseException as error:
         record.failed(error)
         raise
     finally:
-        _release_tensorflow()
+        _release_keras()
+
+
+def build(cfg: DictConfig):
+    """Evaluator settings, dataset and detector from the config; constructors validate their settings, so
+    config mistakes fail here, before any data or training work."""
+    from hepad_cli.evaluation.evaluate import EvaluatorSettings
+
+    evaluator = EvaluatorSettings(**OmegaConf.to_container(cfg.evaluator, resolve=True), seed=cfg.seed)
+    return evaluator, instantiate_node(cfg.data), instantiate_node(cfg.model)
+
+
+def check(samples) -> list[str]:
+    """The unsupervised contract: no signal event in the training sample. Returns warnings for the report."""
+    from hepad_cli.data.samples import assert_background_only
+
+    warnings = []
+    copies = signals_identical_to_background(samples.provenance)
+    for name in copies:
+        warnings.append(
+            f"signal '{name}' comes from a file byte-identical to the background file: "
+            "expect AUC near 0.5 (and below it where training events are scored)"
+        )
+        log.warning(warnings[-1])
+    assert_background_only(
+        samples.background_train, {k: v for k, v in samples.signals.items() if k not in copies}
+    )
+    return warnings
+
+
+def fit(detector, samples) -> None:
+    """Background only; a detector that declares ``needs_labels`` gets the labelled training sets."""
+    from hepad_cli.errors import DataError
+
+    if detector.needs_labels:
+        detector.fit(samples.training_set("train"), samples.training_set("val"))
+        return
+    if samples.has_training_labels:
+        raise DataError(
+            f"the training sample holds labelled good and bad events ({samples.supervision}), but "
+            f"{type(detector).__name__} trains unsupervised on background only: choose a detector that "
+            "takes labels, or background-only training data (for cms_dqm: data.training=good_only)"
+        )
+    detector.fit(samples.background_train, samples.background_val)
+
+
+def save_model(detector, samples, model_dir: Path) -> None:
+    """The detector and the fitted input preprocessing: what re-scoring new events needs."""
+    from hepad_cli.data.scaling import save_preprocessing
+
+    detector.save(model_dir)
+    save_preprocessing(model_dir, samples.preprocessing)
+
+
+def score(detector, named_samples: dict[str, np.ndarray]) -> Scored:
+    from hepad_cli.evaluation.evaluate import score_samples_by_name
+
+    by_name, per_event = score_samples_by_name(detector, named_samples)
+    return Scored(by_name, detector.score_name, per_event)
+
+
+def evaluate(cfg, detector, samples, scored: Scored, evaluator, out_dir: Path, warnings, clock) -> RunReport:
+    """Metrics per signal and score, latency, figures and detector-specific sections."""
+    from hepad_cli.evaluation.evaluate import (
+        inference_latency,
+        signal_metrics,
+        write_extra_histograms,
+        write_figures,
+    )
+
+    results = signal_metrics(scored.primary_scores, evaluator)
+    extra_scores = scored.extra_scores
+    results_by_name = {scored.primary: results} | {
+        name: signal_metrics(values, evaluator) for name, values in extra_scores.items()
+    }
+    with clock.stage("latency"):
+        latency = inference_latency(detector, samples.background_test, evaluator)
+    figures = []
+    if evaluator.plots:
+        title = f"{_class_name(cfg.model)} on {_class_name(cfg.data)}"
+        radius = cfg.data.get("image", {}).get("radius") if "image" in cfg.data else None
+        figures = write_figures(
+            out_dir, detector, samples, scored.primary_scores, results, evaluator, title, radius
+        )
+        figures += write_extra_histograms(out_dir, extra_scores, title)
+    sections = detector.extra_report(samples, scored.by_name, out_dir, evaluator)
+    figures += sections.pop("figures", [])
+    unverified = [entry["path"] for entry in samples.provenance if not entry.get("verified", False)]
+    return RunReport(
+        score=scored.primary,
+        signals=results,
+        scores_by_name=results_by_name if extra_scores else None,
+        supervision=samples.supervision,
+        sections=sections,
+        events=samples.counts(),
+        data_verified=not unverified,
+        unverified_files=unverified,
+        warnings=warnings,
+        scoring_seconds_per_event=scored.seconds_per_event,
+        inference_seconds_per_event=latency,
+        timing_s=clock.timing_s,
+        figures=figures,
+    )
+
+
+def write(report: RunReport, scored: Scored, samples, out_dir: Path) -> None:
+    """scores.h5 first, auc.json last: a run with auc.json has every result file."""
+    from hepad_cli.evaluation.evaluate import write_scores
+
+    write_scores(
+        out_dir / "scores.h5", scored.primary_scores, scored.primary, samples.observables, scored.extra_scores
+    )
+    report.write(out_dir)
 
 
 def _class_name(node: DictConfig) -> str:
     return str(node.get("_target_", "")).rsplit(".", 1)[-1]
 
 
-def _build(node: DictConfig):
+def instantiate_node(node: DictConfig):
     """instantiate(), but a user error raised by a constructor surfaces as itself, not wrapped."""
     from hydra.errors import InstantiationException
     from hydra.utils import instantiate
@@ -142,7 +223,7 @@ def signals_identical_to_background(provenance: list[dict]) -> list[str]:
     ]
 
 
-def _release_tensorflow() -> None:
+def _release_keras() -> None:
     """Free Keras graphs between jobs that run one after another in one process."""
     import gc
     import sys

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from hepad_cli.io import atomic_path
+from hepad_cli.models.activations import numpy_activation
 
 FORMAT = "hepad-dense-scorer"
 FORMAT_VERSION = 1
@@ -44,63 +45,6 @@ BATCH = 4096
 
 class ExportError(ValueError):
     """The model is not a chain of dense layers this scorer can run, or its export does not match it."""
-
-
-def _elu(x: np.ndarray, alpha: float = 1.0) -> np.ndarray:
-    negative = x < 0
-    x[negative] = alpha * np.expm1(x[negative])
-    return x
-
-
-def _selu(x: np.ndarray) -> np.ndarray:
-    alpha, scale = 1.6732632423543772, 1.0507009873554805
-    return np.multiply(_elu(x, alpha), scale, out=x)
-
-
-def _leaky_relu(x: np.ndarray, slope: float) -> np.ndarray:
-    return np.maximum(x, slope * x, out=x)
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    # Written with tanh: no overflow warnings for large |x|, the same value as 1 / (1 + e^-x).
-    np.multiply(x, 0.5, out=x)
-    np.tanh(x, out=x)
-    np.multiply(x, 0.5, out=x)
-    return np.add(x, 0.5, out=x)
-
-
-def _softplus(x: np.ndarray) -> np.ndarray:
-    return np.logaddexp(x, 0.0, out=x)
-
-
-def _swish(x: np.ndarray) -> np.ndarray:
-    return np.multiply(x, _sigmoid(x.copy()), out=x)
-
-
-#: In-place activations by Keras name; each takes and returns a float32 array.
-ACTIVATIONS = {
-    "linear": None,
-    "relu": lambda x: np.maximum(x, 0, out=x),
-    "elu": _elu,
-    "selu": _selu,
-    "tanh": lambda x: np.tanh(x, out=x),
-    "sigmoid": _sigmoid,
-    "softplus": _softplus,
-    "swish": _swish,
-    "silu": _swish,
-}
-
-
-def _activation(name: str):
-    if name.startswith("leaky_relu:"):
-        slope = float(name.split(":", 1)[1])
-        return lambda x: _leaky_relu(x, slope)
-    if name.startswith("elu:"):
-        alpha = float(name.split(":", 1)[1])
-        return lambda x: _elu(x, alpha)
-    if name not in ACTIVATIONS:
-        raise ExportError(f"activation {name!r} is not supported; supported: {sorted(ACTIVATIONS)}")
-    return ACTIVATIONS[name]
 
 
 @dataclass
@@ -130,7 +74,10 @@ class DenseScorer:
                 f"the chain maps {self.n_features} features to {self.weights[-1].shape[1]}: "
                 "not an autoencoder, so there is no reconstruction error to score"
             )
-        self._functions = [_activation(name) for name in self.activations]
+        try:
+            self._functions = [numpy_activation(name) for name in self.activations]
+        except ValueError as error:
+            raise ExportError(str(error)) from None
         # One event (the trigger path): the bias rides in the matrix product as a last weight row times
         # a constant 1 at the end of each layer's input buffer, so a layer is one matmul (plus its
         # activation) into the next layer's buffer; all buffers are allocated once, here.

@@ -48,12 +48,12 @@ def app(cfg: DictConfig) -> float:
         print(f"hepad-run: error: {error}", file=sys.stderr)
         print(f"hepad-run: the run is marked failed in {out_dir / 'status.json'}", file=sys.stderr)
         raise SystemExit(1) from None
-    for warning in report.get("warnings", []):
+    for warning in report.warnings:
         print(f"hepad-run: warning: {warning}", file=sys.stderr)
-    aucs = ", ".join(f"{name} AUC {r['auc']:.3f}" for name, r in report["signals"].items())
+    aucs = ", ".join(f"{name} AUC {r.auc:.3f}" for name, r in report.signals.items())
     print(f"hepad-run: {aucs}\nhepad-run: results in {out_dir.resolve()}", file=sys.stderr)
-    # The objective an optimising sweeper maximises: the mean AUC over the signals.
-    return sum(r["auc"] for r in report["signals"].values()) / len(report["signals"])
+    # The objective an optimising sweeper maximises.
+    return report.mean_auc()
 
 
 def main() -> None:

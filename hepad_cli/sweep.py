@@ -22,6 +22,7 @@ import numpy as np
 
 from hepad_cli.evaluation.plots import save_figure, styled_pyplot
 from hepad_cli.io import atomic_write_text
+from hepad_cli.report import ReportError, RunReport, SignalResult
 
 log = logging.getLogger(__name__)
 
@@ -31,28 +32,24 @@ LOCATION_KEYS = ("paths.", "data.data_dir", "hydra.")
 
 @dataclass
 class JobResult:
-    """One job directory of a sweep, read back from its files."""
+    """One job directory of a sweep, read back from its files (the report only for complete jobs)."""
 
     directory: Path
     overrides: dict[str, str]
     status: str
     error: str | None = None
-    report: dict[str, Any] = field(default_factory=dict)
+    report: RunReport | None = None
     timing: dict[str, float] = field(default_factory=dict)
 
     @property
-    def signals(self) -> dict[str, dict]:
-        return self.report.get("signals", {})
+    def signals(self) -> dict[str, SignalResult]:
+        return self.report.signals if self.report is not None else {}
 
     def mean_auc(self) -> float:
-        aucs = [entry["auc"] for entry in self.signals.values()]
-        return float(np.mean(aucs)) if aucs else -math.inf
+        return self.report.mean_auc() if self.report is not None and self.report.signals else -math.inf
 
     def inference_seconds_per_event(self) -> float | None:
-        """Bulk per-event scoring time as the run measured it (median of repeated calls)."""
-        bulk = (self.report.get("inference_seconds_per_event") or {}).get("bulk") or {}
-        value = bulk.get("seconds_per_event")
-        return float(value) if isinstance(value, int | float) else None
+        return self.report.bulk_seconds_per_event() if self.report is not None else None
 
 
 def _read_json(path: Path) -> dict | None:
@@ -79,10 +76,13 @@ def _read_overrides(job_dir: Path) -> dict[str, str]:
 def read_job(job_dir: Path) -> JobResult:
     """Status from status.json (a job with none never started or was killed before it wrote one)."""
     status = _read_json(job_dir / "status.json") or {"status": "unknown"}
-    report = _read_json(job_dir / "auc.json") or {}
     state = status.get("status", "unknown")
-    if state == "complete" and not report:
-        state, status["error"] = "failed", "status says complete but auc.json is missing or unreadable"
+    report = None
+    if state == "complete":
+        try:
+            report = RunReport.read(job_dir)
+        except ReportError as error:
+            state, status["error"] = "failed", f"status says complete but {error}"
     if state == "running":
         state, status["error"] = "incomplete", "job stopped before it finished (killed, or still running)"
     info = _read_json(job_dir / "run_info.json") or {}
@@ -92,7 +92,7 @@ def read_job(job_dir: Path) -> JobResult:
         state,
         status.get("error"),
         report,
-        info.get("timing_s") or report.get("timing_s") or {},
+        info.get("timing_s") or (report.timing_s if report is not None else {}),
     )
 
 
@@ -122,7 +122,7 @@ def _number(value: str) -> float | None:
 
 
 def _fpr_keys(jobs: list[JobResult]) -> list[str]:
-    keys = {k for job in jobs for entry in job.signals.values() for k in entry.get("tpr_at_fpr", {})}
+    keys = {k for job in jobs for entry in job.signals.values() for k in entry.tpr_at_fpr}
     return sorted(keys, key=float, reverse=True)
 
 
@@ -141,12 +141,11 @@ def summary_rows(jobs: list[JobResult]) -> tuple[list[str], list[dict[str, Any]]
         row: dict[str, Any] = {"job": job.directory.name, "status": job.status}
         row.update({key: job.overrides.get(key, "") for key in keys})
         for name in signals:
-            entry = job.signals.get(name, {})
-            interval = next((v for k, v in entry.items() if k.startswith("auc_interval")), [None, None])
-            row[f"{name}_auc"] = entry.get("auc")
-            row[f"{name}_auc_low"], row[f"{name}_auc_high"] = interval
+            entry = job.signals.get(name)
+            row[f"{name}_auc"] = entry.auc if entry else None
+            row[f"{name}_auc_low"], row[f"{name}_auc_high"] = entry.auc_interval if entry else (None, None)
             for fpr in fprs:
-                row[f"{name}_tpr_at_fpr_{fpr}"] = entry.get("tpr_at_fpr", {}).get(fpr)
+                row[f"{name}_tpr_at_fpr_{fpr}"] = entry.tpr_at_fpr.get(fpr) if entry else None
         row["mean_auc"] = job.mean_auc() if job.signals else None
         row["inference_s_per_event"] = job.inference_seconds_per_event()
         row["fit_s"] = job.timing.get("fit")
@@ -234,15 +233,13 @@ def plot_auc_versus(jobs: list[JobResult], key: str, path: Path) -> None:
                 entries = [job.signals[name] for job in groups[(variant, x)] if name in job.signals]
                 if not entries:
                     continue
-                aucs = np.array([e["auc"] for e in entries])
+                aucs = np.array([e.auc for e in entries])
                 xs.append(x)
                 ys.append(aucs.mean())
                 if len(aucs) > 1:
                     errors.append((aucs.std(ddof=1), aucs.std(ddof=1)))
                 else:
-                    low, high = next(
-                        (v for k, v in entries[0].items() if k.startswith("auc_interval")), (None,) * 2
-                    )
+                    low, high = entries[0].auc_interval
                     errors.append((aucs[0] - low, high - aucs[0]) if low is not None else (0.0, 0.0))
             if not xs:
                 continue
@@ -285,7 +282,7 @@ def plot_auc_versus_inference_time(jobs: list[JobResult], path: Path) -> None:
     for name in signals:
         xs, ys, spreads = [], [], []
         for setting_jobs in settings.values():
-            aucs = [job.signals[name]["auc"] for job in setting_jobs if name in job.signals]
+            aucs = [job.signals[name].auc for job in setting_jobs if name in job.signals]
             if aucs:
                 xs.append(np.median([job.inference_seconds_per_event() for job in setting_jobs]) * 1e6)
                 ys.append(np.mean(aucs))
@@ -294,7 +291,7 @@ def plot_auc_versus_inference_time(jobs: list[JobResult], path: Path) -> None:
     for setting, setting_jobs in settings.items():
         x = np.median([job.inference_seconds_per_event() for job in setting_jobs]) * 1e6
         y = max(
-            np.mean([job.signals[n]["auc"] for job in setting_jobs])
+            np.mean([job.signals[n].auc for job in setting_jobs])
             for n in signals
             if all(n in job.signals for job in setting_jobs)
         )

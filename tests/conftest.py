@@ -72,6 +72,29 @@ def pythia_data_dir(tmp_path_factory) -> Path:
     return data_dir
 
 
+def compose_config(*overrides: str):
+    """The composed config of hepad-run for these overrides (Hydra's compose API; no run directory)."""
+    from hydra import compose, initialize_config_module
+
+    with initialize_config_module("hepad_cli.conf", version_base="1.3"):
+        return compose("config", overrides=list(overrides))
+
+
+def build_dataset(name: str, data_dir, **settings):
+    """The dataset conf/data/<name>.yaml describes, with ``data_dir`` and each given top-level setting
+    replaced by the value given.
+
+    Datasets take their defaults from their YAML file only, so tests build them the way a run does.
+    """
+    from omegaconf import OmegaConf
+
+    from hepad_cli.experiment import instantiate_node
+
+    node = OmegaConf.to_container(compose_config(f"data={name}").data, resolve=True)
+    node.update({"data_dir": str(data_dir), **settings})
+    return instantiate_node(OmegaConf.create(node))
+
+
 def run_cli(
     *args: str, cwd: Path, timeout: float = 600, env: dict | None = None
 ) -> subprocess.CompletedProcess:

@@ -69,7 +69,7 @@ def test_trusted_run_writes_the_contract_and_the_channel_report(tmp_path):
     run_dir = next(tmp_path.glob("outputs/*/*/auc.json")).parent
     for name in [*CONTRACT, "history.png", "channel_scores.png", "subsystem_channel_auc.png"]:
         assert (run_dir / name).is_file(), name
-    for name in ["params.json", "channels.json", "channel_muons.keras", "channel_calo.keras"]:
+    for name in ["params.json", "state.json", "channel_muons.keras", "channel_calo.keras"]:
         assert (run_dir / "model" / name).is_file(), name
     for png in run_dir.glob("*.png"):
         assert png.read_bytes()[:8] == PNG_MAGIC

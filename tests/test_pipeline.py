@@ -6,13 +6,12 @@ import json
 
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_module
 
 from hepad_cli.data.samples import DataError
 from hepad_cli.data.toptagging_format import write_toptagging_h5
 from hepad_cli.experiment import run
 from hepad_cli.models.pca import PCAReconstruction
-from tests.conftest import toy_jets
+from tests.conftest import compose_config, toy_jets
 
 
 class RecordingPCA(PCAReconstruction):
@@ -23,11 +22,6 @@ class RecordingPCA(PCAReconstruction):
     def fit(self, x_train, x_val=None):
         RecordingPCA.fitted_with = [x_train.copy(), None if x_val is None else x_val.copy()]
         return super().fit(x_train, x_val)
-
-
-def compose_config(*overrides: str):
-    with initialize_config_module("hepad_cli.conf", version_base="1.3"):
-        return compose("config", overrides=list(overrides))
 
 
 def jetnet_overrides(path, *extra):
@@ -50,14 +44,14 @@ def test_no_signal_event_reaches_fit(toptagging_file, tmp_path):
     # The toy file has 400 QCD and 200 top jets: rebuild both image sets and compare rows.
     from hepad_cli.data.jets import ImageSettings, read_jet_images
 
-    jets = read_jet_images(toptagging_file, ImageSettings())
+    jets = read_jet_images(toptagging_file, ImageSettings(size=16, radius=0.8, normalise=True))
     top_rows = {row.tobytes() for row in jets.images[jets.is_signal == 1]}
     qcd_rows = {row.tobytes() for row in jets.images[jets.is_signal == 0]}
     for sample in (x_train, x_val):
         rows = {row.tobytes() for row in sample}
         assert rows <= qcd_rows and not rows & top_rows
-    assert len(x_train) + len(x_val) + report["events"]["background_test"] == 400
-    assert report["signals"]["top"]["n_signal"] == 200
+    assert len(x_train) + len(x_val) + report.events["background_test"] == 400
+    assert report.signals["top"].n_signal == 200
 
 
 def test_signal_copied_into_the_background_file_is_refused(tmp_path):
@@ -87,13 +81,13 @@ def test_pca_separates_pythia_top_jets_from_qcd(tmp_path_factory):
         "evaluator.plots=false",
     )
     report = run(cfg, tmp_path_factory.mktemp("physics-run"))
-    top = report["signals"]["top"]
-    assert top["auc"] > 0.7, top
-    assert top["auc_interval_95"][0] > 0.6
+    top = report.signals["top"]
+    assert top.auc > 0.7, top
+    assert top.auc_interval[0] > 0.6
 
 
 def test_jetnet_data_dir_may_name_the_file_itself(toptagging_file, tmp_path):
     cfg = compose_config(*jetnet_overrides(toptagging_file, "model=pca"))
     cfg.data.data_dir = str(toptagging_file)
     report = run(cfg, tmp_path / "run")
-    assert report["signals"]["top"]["n_signal"] == 200
+    assert report.signals["top"].n_signal == 200

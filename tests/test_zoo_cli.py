@@ -25,9 +25,9 @@ FAST = ["trainer.epochs=3", "trainer.batch_size=64", "trainer.progress_bar=false
 MODEL_FILES = {
     "vae": ["encoder.keras", "decoder.keras"],
     "dense_ae": ["model.keras"],
-    "iforest": ["isolation_forest.npz"],
-    "ocsvm": ["one_class_svm.npz"],
-    "gmm": ["gaussian_mixture.npz"],
+    "iforest": ["estimator.skops"],
+    "ocsvm": ["estimator.skops"],
+    "gmm": ["estimator.skops"],
 }
 TRAINED = {"vae", "dense_ae"}
 

@@ -1,4 +1,4 @@
-"""ADC2021, "LHC physics dataset for unsupervised New Physics detection at 40 MHz" (DESIGN.md, system 3).
+"""ADC2021, "LHC physics dataset for unsupervised New Physics detection at 40 MHz" (reference system 3).
 
 Each file holds ``Particles`` (n_events, 19, 4) = (pT [GeV], η, φ [rad], class) for the rows MET, 4 e/γ,
 4 μ and 10 jets, zero-padded (class 1..4 = MET, electron, muon, jet). The class column is dropped and
@@ -21,14 +21,11 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from hepad_cli.data.dataset import Dataset, DatasetContent, EventSample
 from hepad_cli.data.download import DataFileError, fetch_file
-from hepad_cli.data.samples import (
-    DataError,
-    Samples,
-    open_hdf5,
-    scale_background_and_signals,
-    split_background,
-)
+from hepad_cli.data.samples import open_hdf5
+from hepad_cli.errors import DataError
+from hepad_cli.validation import check_int
 
 log = logging.getLogger(__name__)
 
@@ -42,35 +39,6 @@ OBJECT_NAMES = (
     + [f"jet{i}" for i in range(1, 11)]
 )
 FEATURE_NAMES = [f"{obj}_{var}" for obj in OBJECT_NAMES for var in ("pt", "eta", "phi")]
-
-ZENODO = "https://zenodo.org/records/{record}/files/{file}?download=1"
-BACKGROUND = {
-    "file": "background_for_training.h5",
-    "url": ZENODO.format(record=5046389, file="background_for_training.h5"),
-    "checksum": "zenodo",
-}
-SIGNALS = {
-    "Ato4l": {
-        "file": "Ato4l_lepFilter_13TeV.h5",
-        "url": ZENODO.format(record=5046446, file="Ato4l_lepFilter_13TeV.h5"),
-        "checksum": "zenodo",
-    },
-    "leptoquark": {
-        "file": "leptoquark_LOWMASS_lepFilter_13TeV.h5",
-        "url": ZENODO.format(record=5055454, file="leptoquark_LOWMASS_lepFilter_13TeV.h5"),
-        "checksum": "zenodo",
-    },
-    "hToTauTau": {
-        "file": "hToTauTau_13TeV_PU20.h5",
-        "url": ZENODO.format(record=5061633, file="hToTauTau_13TeV_PU20.h5"),
-        "checksum": "zenodo",
-    },
-    "hChToTauNu": {
-        "file": "hChToTauNu_13TeV_PU20.h5",
-        "url": ZENODO.format(record=5061688, file="hChToTauNu_13TeV_PU20.h5"),
-        "checksum": "zenodo",
-    },
-}
 
 
 def write_adc2021_h5(path: str | os.PathLike, particles: np.ndarray) -> None:
@@ -185,45 +153,37 @@ def _check_entry(name: str, entry: object) -> dict:
     return {"file": entry["file"], "url": entry["url"], "checksum": checksum}
 
 
-class ADC2021Events:
+class ADC2021Events(Dataset):
     """Background = the SM training file; signals = the BSM files configured; 57 features per event."""
+
+    representation = "particles"
 
     def __init__(
         self,
+        *,
         data_dir: str,
-        background: dict | None = None,
-        signals: dict[str, dict] | None = None,
-        download: bool = True,
-        max_events: int | None = None,
-        max_signal_events: int | None = None,
-        scaling: str | None = None,
-        split: dict | None = None,
-        seed: int = 0,
-        chunk_size: int = 100_000,
+        background: dict,
+        signals: dict[str, dict],
+        download: bool,
+        max_events: int | None,
+        max_signal_events: int | None,
+        scaling: str | None,
+        split: dict,
+        seed: int,
+        chunk_size: int,
     ) -> None:
+        super().__init__(split=split, seed=seed, scaling=scaling)
         self.data_dir = data_dir
-        self.background = _check_entry("background", background if background is not None else BACKGROUND)
-        signals = SIGNALS if signals is None else signals
+        self.background = _check_entry("background", background)
         if not isinstance(signals, dict) or not signals:
             raise DataError(f"data.signals must map signal names to files (at least one), got {signals!r}")
         self.signals = {str(name): _check_entry(f"signals.{name}", entry) for name, entry in signals.items()}
         self.download = download
-        self.max_events = max_events
-        self.max_signal_events = max_signal_events
-        self.scaling = scaling
-        self.split = split or {"train": 0.6, "val": 0.2, "test": 0.2}
-        self.seed = seed
-        self.chunk_size = chunk_size
-        for key in ("max_events", "max_signal_events"):
-            value = getattr(self, key)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
-                raise DataError(f"data.{key} must be a positive integer or null, got {value!r}")
-        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size <= 0:
-            raise DataError(f"data.chunk_size must be a positive integer, got {chunk_size!r}")
-        if scaling not in (None, "standard"):
-            raise DataError(
-                f"data.scaling must be 'standard' or null (raw values, as in the notebooks), got {scaling!r}"
-            )
+        self.max_events = check_int("data.max_events", max_events, allow_none=True, error=DataError)
+        self.max_signal_events = check_int(
+            "data.max_signal_events", max_signal_events, allow_none=True, error=DataError
+        )
+        self.chunk_size = check_int("data.chunk_size", chunk_size, error=DataError)
 
     def _fetch(self, name: str, entry: dict, data_dir: Path):
         try:
@@ -233,16 +193,15 @@ class ADC2021Events:
         except DataFileError as error:
             raise DataError(f"ADC2021 {name} file: {error}") from error
 
-    def _read(self, name: str, path: Path, limit: int | None, seed: int) -> tuple[np.ndarray, int]:
+    def _read(self, name: str, path: Path, limit: int | None, seed_offset: int) -> tuple[EventSample, int]:
         n_events = count_events(path)
-        rows = None
-        if limit is not None and limit < n_events:
-            rows = np.sort(np.random.default_rng(seed).choice(n_events, limit, replace=False))
+        rows = self.subsample_rows(n_events, limit, seed_offset)
         particles = read_particles(path, rows, self.chunk_size, description=f"reading {name}")
         log.info("%s: read %d of %d events from %s", name, len(particles), n_events, path.name)
-        return particles, n_events
+        flat = particles.reshape(len(particles), -1)
+        return EventSample(flat, event_observables(particles)), n_events
 
-    def load(self) -> Samples:
+    def read(self) -> DatasetContent:
         data_dir = Path(self.data_dir).expanduser().resolve()
         log.info("ADC2021 data directory: %s", data_dir)
         # Fetch (or verify) every file before reading any: a missing signal fails before the long read.
@@ -250,39 +209,15 @@ class ADC2021Events:
         fetched |= {
             name: self._fetch(f"signal '{name}'", entry, data_dir) for name, entry in self.signals.items()
         }
-        background, n_background = self._read(
-            "background", fetched["background"].path, self.max_events, self.seed
-        )
+        background, n_background = self._read("background", fetched["background"].path, self.max_events, 0)
         provenance = [self._provenance("background", fetched["background"], len(background), n_background)]
         signals = {}
         for i, name in enumerate(self.signals):
-            signals[name], n_total = self._read(
-                name, fetched[name].path, self.max_signal_events, self.seed + 1 + i
-            )
+            signals[name], n_total = self._read(name, fetched[name].path, self.max_signal_events, 1 + i)
             provenance.append(self._provenance(name, fetched[name], len(signals[name]), n_total))
             if len(signals[name]) == 0:
                 raise DataError(f"signal '{name}' ({fetched[name].path}) holds no events")
-        parts = {
-            k: background[rows]
-            for k, rows in split_background(len(background), self.split, self.seed).items()
-        }
-        del background
-        observables = {"background": event_observables(parts["test"])}
-        observables |= {name: event_observables(x) for name, x in signals.items()}
-        flat = {k: x.reshape(len(x), -1) for k, x in parts.items()}
-        flat_signals = {name: x.reshape(len(x), -1) for name, x in signals.items()}
-        if self.scaling == "standard":
-            flat, flat_signals, scaler = scale_background_and_signals(flat, flat_signals)
-            log.info("StandardScaler fitted on %d background training events", scaler["fitted_on_events"])
-        return Samples(
-            background_train=flat["train"],
-            background_val=flat["val"],
-            background_test=flat["test"],
-            signals=flat_signals,
-            observables=observables,
-            provenance=provenance,
-            representation="particles",
-        )
+        return DatasetContent(background, signals, provenance)
 
     @staticmethod
     def _provenance(name: str, fetched, rows_read: int, n_events: int) -> dict:

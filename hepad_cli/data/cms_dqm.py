@@ -1,4 +1,4 @@
-"""CMS 2010B data-quality lumisections, per-channel features and global labels (DESIGN.md, system 4).
+"""CMS 2010B data-quality lumisections, per-channel features and global labels (reference system 4).
 
 The three files of the reference notebook, which no public server offers (the user copies them into
 ``data_dir``):
@@ -39,10 +39,12 @@ from pathlib import Path
 
 import numpy as np
 
+from hepad_cli.data.dataset import TRAINING_MODES, Dataset, DatasetContent, EventSample
 from hepad_cli.data.download import file_md5
-from hepad_cli.data.samples import DataError, Samples, open_hdf5, split_background, standard_scale
-from hepad_cli.evaluation.channels import SUBSYSTEM_PREFIX, WEIGHT_KEY
+from hepad_cli.data.samples import EVENT_WEIGHT, SUBSYSTEM_FLAG_PREFIX, open_hdf5
+from hepad_cli.errors import DataError
 from hepad_cli.io import atomic_path
+from hepad_cli.validation import check_bool
 
 log = logging.getLogger(__name__)
 
@@ -56,14 +58,6 @@ EXPECTED = (
     f"row) and {SUBSYSTEMS_FILE} ({{subsystem: 0/1 per row}})"
 )
 
-CHANNELS = {
-    "muons": {"stream": "muons", "objects": "muons", "extra_columns": ["_instantLumi_muons"]},
-    "photons": {"stream": "photons", "objects": "photons", "extra_columns": ["_instantLumi_photons"]},
-    "PF": {"stream": "minibias", "objects": "PF", "extra_columns": []},
-    "calo": {"stream": "minibias", "objects": "calo", "extra_columns": []},
-}
-LUMI_COLUMNS = ("_instantLumi_minibias", "_instantLumi_muons", "_instantLumi_photons")
-TRAINING = ("weak", "good_only")
 SUPERVISION = (
     "weak: global good/bad lumisection labels (labels.npy) weighted by luminosity; "
     "subsystem labels are used for evaluation only"
@@ -218,57 +212,41 @@ def luminosity_weights(lumi: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return np.where(labels == 1, lumi / max(totals[1], 1e-300), lumi / max(totals[0], 1e-300))
 
 
-def stratified_split(labels: np.ndarray, fractions: dict[str, float], seed: int) -> dict[str, np.ndarray]:
-    """Seeded train/val/test row numbers with the good/bad proportions of the whole sample in each part."""
-    parts: dict[str, list[np.ndarray]] = {"train": [], "val": [], "test": []}
-    for offset, label in enumerate((1, 0)):
-        rows = np.flatnonzero(labels == label)
-        what = "good" if label == 1 else "bad"
-        try:
-            split = split_background(len(rows), fractions, seed + offset)
-        except DataError as error:
-            raise DataError(f"{what} lumisections: {error}") from error
-        for name, index in split.items():
-            parts[name].append(rows[index])
-    return {name: np.sort(np.concatenate(chunks)) for name, chunks in parts.items()}
-
-
 def _observable_name(subsystem: str) -> str:
-    return SUBSYSTEM_PREFIX + re.sub(r"[^0-9A-Za-z_.-]", "_", subsystem)
+    return SUBSYSTEM_FLAG_PREFIX + re.sub(r"[^0-9A-Za-z_.-]", "_", subsystem)
 
 
 # --- the dataset -------------------------------------------------------------------------------------
 
 
-class CMSDataQuality:
+class CMSDataQuality(Dataset):
     """Lumisections of CMS 2010B: channel features, luminosity weights, global and subsystem labels."""
 
     def __init__(
         self,
+        *,
         data_dir: str,
-        trust_pickle: bool = False,
-        converted_file: str = "cms_dqm.h5",
-        channels: dict[str, dict] | None = None,
-        lumi_columns: list[str] | tuple[str, ...] = LUMI_COLUMNS,
-        training: str = "weak",
-        split: dict | None = None,
-        seed: int = 0,
+        trust_pickle: bool,
+        converted_file: str,
+        channels: dict[str, dict],
+        lumi_columns: list[str],
+        training: str,
+        split: dict,
+        seed: int,
+        scaling: str | None,
     ) -> None:
+        super().__init__(split=split, seed=seed, scaling=scaling)
         self.data_dir = data_dir
-        self.trust_pickle = trust_pickle
+        self.trust_pickle = check_bool("data.trust_pickle", trust_pickle, error=DataError)
         self.converted_file = converted_file
-        self.channels = {str(k): dict(v) for k, v in (channels or CHANNELS).items()}
+        self.channels = {str(k): dict(v) for k, v in (channels or {}).items()}
         self.lumi_columns = list(lumi_columns)
-        self.training = training
-        self.split = split or {"train": 0.7, "val": 0.1, "test": 0.2}
-        self.seed = seed
-        if not isinstance(trust_pickle, bool):
-            raise DataError(f"data.trust_pickle must be true or false, got {trust_pickle!r}")
-        if training not in TRAINING:
+        if training not in TRAINING_MODES:
             raise DataError(
                 f"data.training must be 'weak' (global good/bad labels, the notebook) or 'good_only' "
                 f"(unsupervised on good lumisections), got {training!r}"
             )
+        self.training = training
         if not self.channels:
             raise DataError("data.channels must name at least one channel")
         for name, spec in self.channels.items():
@@ -350,7 +328,7 @@ class CMSDataQuality:
 
     # -- samples --
 
-    def load(self) -> Samples:
+    def read(self) -> DatasetContent:
         data_dir = Path(self.data_dir).expanduser().resolve()
         log.info("CMS data-quality lumisections, data directory %s", data_dir)
         tables, provenance = self._tables(data_dir)
@@ -376,7 +354,6 @@ class CMSDataQuality:
             )
         labels, lumi = tables["labels"][keep], lumi[keep]
         subsystems = {name: v[keep] for name, v in tables["subsystems"].items()}
-        weights = luminosity_weights(lumi, labels)
         run = values[keep, index["_run"]] if "_run" in index else np.zeros(len(x))
         block = values[keep, index["_luminosityBlock"]] if "_luminosityBlock" in index else np.zeros(len(x))
         log.info(
@@ -386,48 +363,29 @@ class CMSDataQuality:
             int((labels == 0).sum()),
             {name: len(names) for name, names in grouped.items()},
         )
-        parts = stratified_split(labels, self.split, self.seed)
-        test_rows = {"background": parts["test"][labels[parts["test"]] == 1]}
-        test_rows["bad"] = parts["test"][labels[parts["test"]] == 0]
-        train_rows, val_rows = parts["train"], parts["val"]
-        if self.training == "good_only":
-            train_rows, val_rows = train_rows[labels[train_rows] == 1], val_rows[labels[val_rows] == 1]
-        scaled, scaler = standard_scale(x[train_rows], x[val_rows], *(x[rows] for rows in test_rows.values()))
-        log.info("features standardised with mean and scale of %d training lumisections", len(train_rows))
         observables = {
-            sample: {
-                "luminosity": lumi[rows].astype(np.float64),
-                WEIGHT_KEY: weights[rows].astype(np.float64),
-                "run": run[rows].astype(np.int64),
-                "lumi_block": block[rows].astype(np.int64),
-                **{_observable_name(name): v[rows] for name, v in subsystems.items()},
-            }
-            for sample, rows in test_rows.items()
+            "luminosity": lumi.astype(np.float64),
+            EVENT_WEIGHT: luminosity_weights(lumi, labels).astype(np.float64),
+            "run": run.astype(np.int64),
+            "lumi_block": block.astype(np.int64),
+            **{_observable_name(name): v for name, v in subsystems.items()},
         }
         starts = np.cumsum([0] + [len(names) for names in grouped.values()])
-        feature_groups = {
-            name: list(range(int(start), int(stop)))
-            for name, start, stop in zip(grouped, starts[:-1], starts[1:], strict=True)
-        }
         provenance[-1] |= {
             "lumisections": int(len(x)),
             "dropped_without_luminosity": int((~keep).sum()),
             "channels": {name: len(names) for name, names in grouped.items()},
-            "scaler_fitted_on_rows": scaler["fitted_on_events"],
         }
-        weak = self.training == "weak"
-        return Samples(
-            background_train=scaled[0],
-            background_val=scaled[1],
-            background_test=scaled[2],
-            signals={"bad": scaled[3]},
-            observables=observables,
+        return DatasetContent(
+            background=EventSample(x, observables),
+            signals={},
             provenance=provenance,
-            representation="features",
-            train_labels=labels[train_rows].astype(np.float32) if weak else None,
-            val_labels=labels[val_rows].astype(np.float32) if weak else None,
-            train_weights=weights[train_rows].astype(np.float32) if weak else None,
-            val_weights=weights[val_rows].astype(np.float32) if weak else None,
-            feature_groups=feature_groups,
-            supervision=SUPERVISION if weak else None,
+            labels=labels,
+            anomalous_name="bad",
+            training=self.training,
+            supervision=SUPERVISION,
+            feature_groups={
+                name: list(range(int(start), int(stop)))
+                for name, start, stop in zip(grouped, starts[:-1], starts[1:], strict=True)
+            },
         )

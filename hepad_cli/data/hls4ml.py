@@ -1,4 +1,4 @@
-"""The hls4ml LHC jet dataset: 16 high-level jet-substructure features (DESIGN.md, reference system 2).
+"""The hls4ml LHC jet dataset: 16 high-level jet-substructure features (reference system 2 of docs/design.md).
 
 Two real sources, one result:
 
@@ -33,15 +33,12 @@ from pathlib import Path
 
 import numpy as np
 
+from hepad_cli.data.dataset import Dataset, DatasetContent, EventSample
 from hepad_cli.data.download import DataFileError, fetch_file, file_md5
-from hepad_cli.data.samples import (
-    DataError,
-    Samples,
-    open_hdf5,
-    scale_background_and_signals,
-    split_background,
-)
+from hepad_cli.data.samples import open_hdf5
+from hepad_cli.errors import DataError
 from hepad_cli.io import atomic_write_json
+from hepad_cli.validation import check_choice, check_int
 
 log = logging.getLogger(__name__)
 
@@ -136,15 +133,6 @@ OPENML_LABELS = {"g": "g", "q": "q", "t": "top", "w": "w", "z": "z"}
 BACKGROUND_CLASSES = ("g", "q")
 SIGNAL_CLASSES = ("w", "z", "top")
 SOURCES = ("openml", "h5")
-OPENML_DEFAULTS = {"data_id": 42468, "checksum": "openml"}
-H5_DEFAULTS = {
-    "files": ["val/*.h5"],
-    "archive": {
-        "file": "hls4ml_LHCjet_100p_val.tar.gz",
-        "url": "https://zenodo.org/records/3602254/files/hls4ml_LHCjet_100p_val.tar.gz?download=1",
-        "checksum": "zenodo",
-    },
-}
 
 
 # --- OpenML ------------------------------------------------------------------------------------------
@@ -360,34 +348,31 @@ def drop_jets_shared_with_background(background: np.ndarray, signals: dict[str, 
     return kept
 
 
-class HLS4MLJets:
-    """Background = q and g jets; signals = any of w, z, top; 16 standardised features per jet."""
+class HLS4MLJets(Dataset):
+    """Background = q and g jets; signals = any of w, z, top; 16 features per jet."""
 
     def __init__(
         self,
+        *,
         data_dir: str,
-        source: str = "openml",
-        download: bool = True,
-        openml: dict | None = None,
-        h5: dict | None = None,
-        signals: list[str] | tuple[str, ...] = SIGNAL_CLASSES,
-        max_jets: int | None = None,
-        scaling: str | None = "standard",
-        split: dict | None = None,
-        seed: int = 0,
+        source: str,
+        download: bool,
+        openml: dict,
+        h5: dict,
+        signals: list[str],
+        max_jets: int | None,
+        scaling: str | None,
+        split: dict,
+        seed: int,
     ) -> None:
+        super().__init__(split=split, seed=seed, scaling=scaling)
         self.data_dir = data_dir
-        self.source = source
+        self.source = check_choice("data.source", source, SOURCES, error=DataError)
         self.download = download
-        self.openml = {**OPENML_DEFAULTS, **(openml or {})}
-        self.h5 = {**H5_DEFAULTS, **(h5 or {})}
+        self.openml = dict(openml)
+        self.h5 = dict(h5)
         self.signals = list(signals) if isinstance(signals, list | tuple) else signals
-        self.max_jets = max_jets
-        self.scaling = scaling
-        self.split = split or {"train": 0.6, "val": 0.2, "test": 0.2}
-        self.seed = seed
-        if source not in SOURCES:
-            raise DataError(f"data.source must be one of {list(SOURCES)}, got {source!r}")
+        self.max_jets = check_int("data.max_jets", max_jets, allow_none=True, error=DataError)
         if (
             not isinstance(self.signals, list)
             or not self.signals
@@ -396,15 +381,7 @@ class HLS4MLJets:
             raise DataError(
                 f"data.signals must be a non-empty subset of {list(SIGNAL_CLASSES)}, got {signals!r}"
             )
-        if max_jets is not None and (
-            isinstance(max_jets, bool) or not isinstance(max_jets, int) or max_jets <= 0
-        ):
-            raise DataError(f"data.max_jets must be a positive integer or null, got {max_jets!r}")
-        if scaling not in (None, "standard"):
-            raise DataError(f"data.scaling must be 'standard' or null, got {scaling!r}")
-        data_id = self.openml.get("data_id")
-        if isinstance(data_id, bool) or not isinstance(data_id, int) or data_id <= 0:
-            raise DataError(f"data.openml.data_id must be a positive integer (42468), got {data_id!r}")
+        check_int("data.openml.data_id", self.openml.get("data_id"), hint="42468", error=DataError)
         files = self.h5.get("files")
         if not isinstance(files, list | tuple) or not files or not all(isinstance(f, str) for f in files):
             raise DataError(f"data.h5.files must be a non-empty list of file names or globs, got {files!r}")
@@ -514,7 +491,7 @@ class HLS4MLJets:
             paths.update(Path(p) for p in glob.glob(str(data_dir / pattern)) if Path(p).is_file())
         return sorted(paths)
 
-    def load(self) -> Samples:
+    def read(self) -> DatasetContent:
         data_dir = Path(self.data_dir).expanduser().resolve()
         log.info("hls4ml jets (%s source), data directory %s", self.source, data_dir)
         if self.source == "openml":
@@ -524,8 +501,8 @@ class HLS4MLJets:
             provenance = [entry]
         else:
             features, labels, provenance = self._read_h5(data_dir)
-        if self.max_jets is not None and self.max_jets < len(labels):
-            rows = np.sort(np.random.default_rng(self.seed).choice(len(labels), self.max_jets, replace=False))
+        rows = self.subsample_rows(len(labels), self.max_jets)
+        if rows is not None:
             features, labels = features[rows], labels[rows]
         counts = {name: int((labels == name).sum()) for name in (*BACKGROUND_CLASSES, *SIGNAL_CLASSES)}
         log.info("jets per class: %s", counts)
@@ -537,27 +514,9 @@ class HLS4MLJets:
                 raise DataError(
                     f"signal '{name}' is empty: the data hold no {name} jets (class counts {counts})"
                 )
-        parts = {
-            name: background[rows]
-            for name, rows in split_background(len(background), self.split, self.seed).items()
-        }
-        mass = {"background": parts["test"][:, MASS_INDEX].copy()} | {
-            name: x[:, MASS_INDEX].copy() for name, x in signals.items()
-        }
-        if self.scaling == "standard":
-            parts, signals, scaler = scale_background_and_signals(parts, signals)
-            log.info(
-                "StandardScaler fitted on %d background training jets: mean %s, scale %s",
-                scaler["fitted_on_events"],
-                np.round(scaler["mean"], 4).tolist(),
-                np.round(scaler["scale"], 4).tolist(),
-            )
-        return Samples(
-            background_train=parts["train"],
-            background_val=parts["val"],
-            background_test=parts["test"],
-            signals=signals,
-            observables={name: {"mass": m} for name, m in mass.items()},
+        # mass_mmdt (GeV) before any scaling, as the observable of plots and sculpting checks.
+        return DatasetContent(
+            background=EventSample(background, {"mass": background[:, MASS_INDEX].copy()}),
+            signals={name: EventSample(x, {"mass": x[:, MASS_INDEX].copy()}) for name, x in signals.items()},
             provenance=provenance,
-            representation="features",
         )

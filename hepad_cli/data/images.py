@@ -10,8 +10,8 @@ Two implementations that give identical images (tests/test_fast_paths.py checks 
   constituent order; NumPy normalises. Inputs of more than one block share ``THREADS`` threads (the
   compiled loops release the GIL). Measured (benchmarks/run.py, figure ``images``): 27x the per-jet
   ``histogram2d`` loop on one thread, 40x on two cores.
-- ``jet_kinematics`` + ``pixelate`` and ``jet_images_reference`` (the per-jet ``np.histogram2d`` loop the
-  notebooks use): the straightforward NumPy definitions, kept as the reference.
+- ``jet_kinematics`` and ``jet_images_reference`` (the per-jet ``np.histogram2d`` loop the notebooks
+  use): the straightforward NumPy definitions, kept as the reference.
 
 Shared definitions make the two agree to the last bit: pT = sqrt(px² + py²); the jet four-vector is
 the sum of its constituents (never the truth columns), added in constituent order, as a per-jet loop
@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
+
+from hepad_cli.validation import check_int, check_number
 
 #: Jets per block of the fast path: about 3 MB of float64 constituents, so a block stays in the L2 cache.
 BLOCK_JETS = 512
@@ -101,41 +103,8 @@ def jet_kinematics(constituents: np.ndarray) -> JetKinematics:
 
 
 def _check_image_settings(size: int, radius: float) -> None:
-    if isinstance(size, bool) or not isinstance(size, int | np.integer) or size <= 0:
-        raise ValueError(f"image size must be a positive integer, got {size!r}")
-    if not radius > 0:
-        raise ValueError(f"image radius must be positive, got {radius!r}")
-
-
-def pixelate(
-    kinematics: JetKinematics, size: int = 16, radius: float = 0.8, normalise: bool = True
-) -> np.ndarray:
-    """pT-weighted images (n_jets, size, size) float32; axis 1 is Δη, axis 2 is Δφ, both in [-R, R].
-
-    Binning follows ``np.histogram2d(Δη, Δφ, bins=size, range=[[-R, R], [-R, R]])`` exactly: bins are
-    closed on the left, the last bin also holds values equal to +R, everything outside is dropped.
-    With ``normalise`` each image sums to one (empty images stay zero).
-    """
-    _check_image_settings(size, radius)
-    n_jets = kinematics.pt.shape[0]
-    edges = np.linspace(-radius, radius, size + 1)
-    eta_bin = _bin_index(kinematics.delta_eta, edges)
-    phi_bin = _bin_index(kinematics.delta_phi, edges)
-    inside = kinematics.is_real & (eta_bin >= 0) & (eta_bin < size) & (phi_bin >= 0) & (phi_bin < size)
-    jet_index = np.broadcast_to(np.arange(n_jets)[:, None], inside.shape)
-    flat = (jet_index[inside] * size + eta_bin[inside]) * size + phi_bin[inside]
-    images = np.bincount(flat, weights=kinematics.pt_fraction[inside], minlength=n_jets * size * size)
-    images = images.reshape(n_jets, size, size)
-    if normalise:
-        totals = images.sum(axis=(1, 2), keepdims=True)
-        images = np.divide(images, totals, out=np.zeros_like(images), where=totals > 0)
-    return images.astype(np.float32)
-
-
-def _bin_index(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    index = np.searchsorted(edges, values, side="right") - 1
-    index[values == edges[-1]] = len(edges) - 2
-    return index
+    check_int("image size", size, error=ValueError)
+    check_number("image radius", radius, low=0, low_open=True, error=ValueError)
 
 
 # ----------------------------------------------------------------------------------------------------

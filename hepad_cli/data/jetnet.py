@@ -12,55 +12,53 @@ from pathlib import Path
 
 import numpy as np
 
+from hepad_cli.data.dataset import Dataset, DatasetContent
 from hepad_cli.data.download import fetch_file
-from hepad_cli.data.jets import ImageSettings, read_jet_images, samples_from_jet_images
-from hepad_cli.data.samples import DataError, Samples
+from hepad_cli.data.jets import ImageSettings, read_jet_images
 from hepad_cli.data.toptagging_format import count_jets
+from hepad_cli.errors import DataError
+from hepad_cli.validation import check_int
 
 log = logging.getLogger(__name__)
 
 
-class TopTaggingJets:
+class TopTaggingJets(Dataset):
     """Background = QCD jets (is_signal_new = 0), split train/val/test; signal "top" = test only."""
+
+    representation = "image"
 
     def __init__(
         self,
+        *,
         data_dir: str,
-        file: str = "val.h5",
-        url: str = "https://zenodo.org/records/2603256/files/val.h5?download=1",
-        checksum: str | None = "zenodo",
-        download: bool = True,
-        max_jets: int | None = None,
-        image: dict | None = None,
-        split: dict | None = None,
-        seed: int = 0,
-        chunk_size: int = 10_000,
+        file: str,
+        url: str,
+        checksum: str | None,
+        download: bool,
+        max_jets: int | None,
+        image: dict,
+        split: dict,
+        seed: int,
+        scaling: str | None,
+        chunk_size: int,
     ) -> None:
+        super().__init__(split=split, seed=seed, scaling=scaling)
         self.data_dir = data_dir
         self.file = file
         self.url = url
         self.checksum = checksum
         self.download = download
-        self.max_jets = max_jets
-        self.image = ImageSettings(**(image or {}))
-        self.split = split or {"train": 0.6, "val": 0.2, "test": 0.2}
-        self.seed = seed
-        self.chunk_size = chunk_size
-        if max_jets is not None and (
-            isinstance(max_jets, bool) or not isinstance(max_jets, int) or max_jets <= 0
-        ):
-            raise DataError(f"data.max_jets must be a positive integer or null, got {max_jets!r}")
+        self.max_jets = check_int("data.max_jets", max_jets, allow_none=True, error=DataError)
+        self.image = ImageSettings(**image)
+        self.chunk_size = check_int("data.chunk_size", chunk_size, error=DataError)
 
-    def load(self) -> Samples:
+    def read(self) -> DatasetContent:
         location = Path(self.data_dir).expanduser().resolve()
         # data.data_dir may name the directory holding the file or, as users often type it, the file.
         path = location if location.is_file() else location / self.file
         log.info("Top Quark Tagging file: %s", path)
         fetched = fetch_file(self.url, path, self.checksum, allow_download=self.download)
-        n_jets = count_jets(path)
-        rows = None
-        if self.max_jets is not None and self.max_jets < n_jets:
-            rows = np.sort(np.random.default_rng(self.seed).choice(n_jets, self.max_jets, replace=False))
+        rows = self.subsample_rows(count_jets(path), self.max_jets)
         jets = read_jet_images(path, self.image, rows=rows, chunk_size=self.chunk_size)
         background = jets.select(np.flatnonzero(jets.is_signal == 0))
         top = jets.select(np.flatnonzero(jets.is_signal == 1))
@@ -74,4 +72,4 @@ class TopTaggingJets:
                 "rows_read": int(len(jets.images)),
             }
         ]
-        return samples_from_jet_images(background, {"top": top}, self.split, self.seed, provenance)
+        return DatasetContent(background.as_sample(), {"top": top.as_sample()}, provenance)

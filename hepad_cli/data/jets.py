@@ -9,9 +9,11 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm.auto import tqdm
 
+from hepad_cli.data.dataset import EventSample
 from hepad_cli.data.images import images_into
-from hepad_cli.data.samples import DataError
 from hepad_cli.data.toptagging_format import count_jets, iter_record_blocks
+from hepad_cli.errors import DataError
+from hepad_cli.validation import check_bool, check_int, check_number
 
 log = logging.getLogger(__name__)
 
@@ -20,15 +22,14 @@ log = logging.getLogger(__name__)
 class ImageSettings:
     """size: pixels per side; radius: half-width of the image in Δη and Δφ; normalise: sum to one."""
 
-    size: int = 16
-    radius: float = 0.8
-    normalise: bool = True
+    size: int
+    radius: float
+    normalise: bool
 
     def __post_init__(self) -> None:
-        if isinstance(self.size, bool) or not isinstance(self.size, int) or self.size <= 0:
-            raise DataError(f"data.image.size must be a positive integer, got {self.size!r} (e.g. 16)")
-        if not isinstance(self.radius, int | float) or not self.radius > 0:
-            raise DataError(f"data.image.radius must be a positive number, got {self.radius!r} (e.g. 0.8)")
+        check_int("data.image.size", self.size, hint="e.g. 16", error=DataError)
+        check_number("data.image.radius", self.radius, low=0, low_open=True, hint="e.g. 0.8", error=DataError)
+        check_bool("data.image.normalise", self.normalise, error=DataError)
 
 
 @dataclass
@@ -43,8 +44,9 @@ class JetImages:
     def select(self, index: np.ndarray) -> JetImages:
         return JetImages(self.images[index], self.is_signal[index], self.mass[index], self.pt[index])
 
-    def observables(self) -> dict[str, np.ndarray]:
-        return {"mass": self.mass, "pt": self.pt}
+    def as_sample(self) -> EventSample:
+        """The images as detector inputs, jet mass and pT (GeV) as observables."""
+        return EventSample(self.images, {"mass": self.mass, "pt": self.pt})
 
 
 #: File rows per read of read_jet_images (3.3 MB: the block just read is still in the CPU cache), and how
@@ -129,32 +131,3 @@ def read_jet_images(
             filled = window.stop
             bar.update(len(block.rows))
     return JetImages(images, labels, masses, pts)
-
-
-def samples_from_jet_images(
-    background: JetImages,
-    signals: dict[str, JetImages],
-    split: dict[str, float],
-    seed: int,
-    provenance: list[dict],
-):
-    """Seeded background split into train/val/test; every signal jet goes to the test side only."""
-    from hepad_cli.data.samples import Samples, split_background
-
-    parts = {
-        name: background.select(rows)
-        for name, rows in split_background(len(background.images), split, seed).items()
-    }
-    for name, jets in signals.items():
-        if len(jets.images) == 0:
-            raise DataError(f"signal '{name}' is empty: no jets to score")
-    return Samples(
-        background_train=parts["train"].images,
-        background_val=parts["val"].images,
-        background_test=parts["test"].images,
-        signals={name: jets.images for name, jets in signals.items()},
-        observables={"background": parts["test"].observables()}
-        | {name: jets.observables() for name, jets in signals.items()},
-        provenance=provenance,
-        representation="image",
-    )

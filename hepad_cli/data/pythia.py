@@ -9,36 +9,42 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from hepad_cli.data.dataset import Dataset, DatasetContent
 from hepad_cli.data.download import file_md5
 from hepad_cli.data.generation import GenerationSettings, ensure_sample
-from hepad_cli.data.jets import ImageSettings, read_jet_images, samples_from_jet_images
-from hepad_cli.data.samples import DataError, Samples
+from hepad_cli.data.jets import ImageSettings, read_jet_images
+from hepad_cli.errors import DataError
 
 log = logging.getLogger(__name__)
 
 SIGNAL_PROCESSES = ("top", "w", "z")
 
 
-class PythiaJets:
+class PythiaJets(Dataset):
     """Background: QCD dijets; signals: any of top, w, z. Jet window and sizes from the config."""
+
+    representation = "image"
 
     def __init__(
         self,
+        *,
         data_dir: str,
-        n_background: int = 6000,
-        n_signal: int = 1500,
-        signals: list[str] | tuple[str, ...] = SIGNAL_PROCESSES,
-        generation_seed: int = 1,
-        n_workers: int | None = None,
-        jet_pt_min: float = 550.0,
-        jet_pt_max: float = 650.0,
-        jet_eta_max: float = 2.0,
-        jet_radius: float = 0.8,
-        max_constituents: int = 200,
-        image: dict | None = None,
-        split: dict | None = None,
-        seed: int = 0,
+        n_background: int,
+        n_signal: int,
+        signals: list[str],
+        generation_seed: int,
+        n_workers: int | None,
+        jet_pt_min: float,
+        jet_pt_max: float,
+        jet_eta_max: float,
+        jet_radius: float,
+        max_constituents: int,
+        image: dict,
+        split: dict,
+        seed: int,
+        scaling: str | None,
     ) -> None:
+        super().__init__(split=split, seed=seed, scaling=scaling)
         self.data_dir = data_dir
         self.n_background = n_background
         self.n_signal = n_signal
@@ -52,9 +58,7 @@ class PythiaJets:
             jet_radius=jet_radius,
             max_constituents=max_constituents,
         )
-        self.image = ImageSettings(**(image or {}))
-        self.split = split or {"train": 0.6, "val": 0.2, "test": 0.2}
-        self.seed = seed
+        self.image = ImageSettings(**image)
         unknown = sorted(set(self.signals) - set(SIGNAL_PROCESSES))
         if unknown or not self.signals:
             raise DataError(
@@ -73,7 +77,7 @@ class PythiaJets:
         except ValueError as error:
             raise DataError(f"data: {error}") from error
 
-    def load(self) -> Samples:
+    def read(self) -> DatasetContent:
         data_dir = Path(self.data_dir).expanduser().resolve()
         log.info("Pythia jet cache: %s", data_dir / "pythia")
         jets, provenance = {}, []
@@ -90,4 +94,8 @@ class PythiaJets:
                 }
             )
         background = jets.pop("qcd")
-        return samples_from_jet_images(background, jets, self.split, self.seed, provenance)
+        return DatasetContent(
+            background=background.as_sample(),
+            signals={name: sample.as_sample() for name, sample in jets.items()},
+            provenance=provenance,
+        )

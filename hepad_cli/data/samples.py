@@ -1,26 +1,51 @@
-"""The one container every dataset hands to the pipeline, and the background split."""
+"""The one container every dataset hands to the pipeline, what a detector trains on, and the split."""
 
 from __future__ import annotations
 
-import inspect
 import logging
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from hepad_cli.errors import DataError
+
 log = logging.getLogger(__name__)
 
+__all__ = ["DataError", "Samples", "TrainingSet", "split_background", "assert_background_only"]
 
-class DataError(ValueError):
-    """Input data that cannot give a trustworthy result (wrong shape, NaN, empty, leaked signal)."""
+#: Declared per-event observables that are not detector inputs. ``EVENT_WEIGHT``: the weight of each
+#: test event in weighted AUCs (luminosity for CMS lumisections); ``SUBSYSTEM_FLAG_PREFIX`` + name: an
+#: expert's per-subsystem flag of each test event (1 = good, 0 = bad), evaluated against, never trained on.
+EVENT_WEIGHT = "weight"
+SUBSYSTEM_FLAG_PREFIX = "subsystem_"
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    """What a detector trains on: events x (n, ...) and, for weak supervision only, a global label per
+    event (1 = good, 0 = anomalous), a weight per event, and named groups of feature columns."""
+
+    x: np.ndarray
+    labels: np.ndarray | None = None
+    weights: np.ndarray | None = None
+    column_groups: dict[str, list[int]] | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("labels", "weights"):
+            values = getattr(self, name)
+            if values is not None and len(values) != len(self.x):
+                raise DataError(f"training {name} has {len(values)} entries for {len(self.x)} events")
 
 
 @dataclass
 class Samples:
     """Background splits and named signal samples, float32 and C-contiguous, one event per row.
 
-    observables maps a sample name ("background_test" or a signal name) to per-event quantities kept
-    for plots (e.g. {"mass": GeV, "pt": GeV}). provenance lists the files read, with checksums.
+    observables maps a sample name ("background" for the background test split, or a signal name) to
+    per-event quantities kept for plots and evaluation, never given to the detector (e.g. {"mass": GeV,
+    "pt": GeV}, ``EVENT_WEIGHT``, ``SUBSYSTEM_FLAG_PREFIX``-flags). provenance lists the files read, with
+    checksums. preprocessing is the fitted input transform (a scaler fitted on background_train only, or
+    None); the pipeline saves it with the model so a finished detector can score new files.
 
     Weak supervision (the declared exception to background-only training; None for every other
     dataset): train_labels / val_labels give each training / validation row a global label (1 = good,
@@ -41,6 +66,7 @@ class Samples:
     val_weights: np.ndarray | None = None
     feature_groups: dict[str, list[int]] | None = None
     supervision: str | None = None
+    preprocessing: object | None = None
 
     def __post_init__(self) -> None:
         self.background_train = _as_events("background_train", self.background_train)
@@ -60,30 +86,18 @@ class Samples:
                 if values is not None and len(values) != rows:
                     raise DataError(f"{name} has {len(values)} entries for {rows} background_{split} rows")
 
-    def fit_extras(self, detector=None) -> dict:
-        """Keyword arguments for ``detector.fit`` beyond (train, val): {} for unsupervised data.
+    @property
+    def has_training_labels(self) -> bool:
+        return self.train_labels is not None
 
-        Labelled training data given to a detector whose ``fit`` takes no ``y_train`` is an error, never
-        silently treated as background; other extras are passed only where ``fit`` accepts them.
-        """
-        extras = {
-            "y_train": self.train_labels,
-            "y_val": self.val_labels,
-            "w_train": self.train_weights,
-            "w_val": self.val_weights,
-            "feature_groups": self.feature_groups,
-        }
-        extras = {key: value for key, value in extras.items() if value is not None}
-        if detector is None or not extras:
-            return extras
-        accepted = inspect.signature(detector.fit).parameters
-        if "y_train" in extras and "y_train" not in accepted:
-            raise DataError(
-                f"the training sample holds labelled good and bad events ({self.supervision}), but "
-                f"{type(detector).__name__} trains unsupervised on background only: choose a detector that "
-                "takes labels, or background-only training data (for cms_dqm: data.training=good_only)"
-            )
-        return {key: value for key, value in extras.items() if key in accepted}
+    def training_set(self, split: str) -> TrainingSet:
+        """The "train" or "val" split as a detector that ``needs_labels`` receives it."""
+        return TrainingSet(
+            x=getattr(self, f"background_{split}"),
+            labels=getattr(self, f"{split}_labels"),
+            weights=getattr(self, f"{split}_weights"),
+            column_groups=self.feature_groups,
+        )
 
     @property
     def event_shape(self) -> tuple[int, ...]:
@@ -152,39 +166,6 @@ def assert_background_only(training: np.ndarray, signals: dict[str, np.ndarray])
                 f"{leaked} events of signal '{name}' are also in the background training sample; "
                 "training must see background only: check the signal and background files"
             )
-
-
-def standard_scale(train: np.ndarray, *others: np.ndarray) -> tuple[list[np.ndarray], dict]:
-    """StandardScaler fitted on ``train`` only (features on the last axes), applied to train and others.
-
-    Returns the scaled arrays (float32) and the scaler's mean and scale, for the log and provenance.
-    """
-    from sklearn.preprocessing import StandardScaler
-
-    shape = train.shape[1:]
-    scaler = StandardScaler().fit(train.reshape(len(train), -1).astype(np.float64))
-    scaled = [
-        scaler.transform(x.reshape(len(x), -1).astype(np.float64)).astype(np.float32).reshape(len(x), *shape)
-        for x in (train, *others)
-    ]
-    return scaled, {
-        "mean": scaler.mean_.tolist(),
-        "scale": scaler.scale_.tolist(),
-        "fitted_on_events": len(train),
-    }
-
-
-def scale_background_and_signals(
-    parts: dict[str, np.ndarray], signals: dict[str, np.ndarray]
-) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict]:
-    """standard_scale fitted on parts["train"]; returns the scaled splits, signals and the scaler."""
-    names = list(signals)
-    scaled, scaler = standard_scale(parts["train"], parts["val"], parts["test"], *(signals[n] for n in names))
-    return (
-        dict(zip(("train", "val", "test"), scaled[:3], strict=True)),
-        dict(zip(names, scaled[3:], strict=True)),
-        scaler,
-    )
 
 
 def open_hdf5(path, remedy: str, error: type[Exception] = DataError):

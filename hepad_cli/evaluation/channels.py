@@ -15,14 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
+from hepad_cli.data.samples import EVENT_WEIGHT, SUBSYSTEM_FLAG_PREFIX
 from hepad_cli.evaluation import metrics
-
-SUBSYSTEM_PREFIX = "subsystem_"
-WEIGHT_KEY = "weight"
 
 
 def _weights(samples, name: str, n: int) -> np.ndarray:
-    weights = samples.observables.get(name, {}).get(WEIGHT_KEY)
+    weights = samples.observables.get(name, {}).get(EVENT_WEIGHT)
     return np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
 
 
@@ -65,7 +63,7 @@ def subsystem_channel_auc(samples, channel_scores: Mapping[str, Mapping[str, np.
     keys = sorted(
         key
         for key in samples.observables.get(names[0], {})
-        if key.startswith(SUBSYSTEM_PREFIX) and all(key in samples.observables.get(n, {}) for n in names)
+        if key.startswith(SUBSYSTEM_FLAG_PREFIX) and all(key in samples.observables.get(n, {}) for n in names)
     )
     weights = np.concatenate([_weights(samples, n, len(x)) for n, x in samples.named_test_samples().items()])
     channels = list(channel_scores)
@@ -90,7 +88,7 @@ def subsystem_channel_auc(samples, channel_scores: Mapping[str, Mapping[str, np.
             row.append(float(auc))
         matrix.append(row)
     return {
-        "subsystems": [key[len(SUBSYSTEM_PREFIX) :] for key in keys],
+        "subsystems": [key[len(SUBSYSTEM_FLAG_PREFIX) :] for key in keys],
         "channels": channels,
         "auc_lumi_weighted": matrix,
         "n_bad": n_bad,

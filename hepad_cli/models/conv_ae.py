@@ -1,10 +1,11 @@
-"""The convolutional autoencoder of the top-jet image notebook (DESIGN.md, reference system 1)."""
+"""The convolutional autoencoder of the top-jet image notebook (reference system 1 of docs/design.md)."""
 
 from __future__ import annotations
 
 from hepad_cli.errors import ConfigError
 from hepad_cli.models.autoencoder import KerasAutoencoder
 from hepad_cli.models.base import check_latent_dim
+from hepad_cli.validation import check_int
 
 
 class ConvAutoencoder(KerasAutoencoder):
@@ -26,10 +27,8 @@ class ConvAutoencoder(KerasAutoencoder):
         self.filters = filters
         self.kernel_size = kernel_size
         check_latent_dim(latent_dim)
-        for name in ("filters", "kernel_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ConfigError(f"model.{name} must be a positive integer, got {value!r}")
+        check_int("model.filters", filters)
+        check_int("model.kernel_size", kernel_size)
 
     def build(self, event_shape: tuple[int, ...]):
         import keras

@@ -1,4 +1,4 @@
-"""Dense autoencoder of the trigger notebooks (DESIGN.md, reference system 3), sizes configurable.
+"""Dense autoencoder of the trigger notebooks (reference system 3 of docs/design.md), sizes configurable.
 
 Encoder: Flatten → Dense(h, act) for h in ``encoder_hidden`` → Dense(latent_dim, latent_activation).
 Decoder: Dense(h, act) for h in ``decoder_hidden`` (default: ``encoder_hidden`` reversed) →
@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from hepad_cli.errors import ConfigError
+from hepad_cli.models.activations import check_activation
 from hepad_cli.models.autoencoder import KerasAutoencoder
 from hepad_cli.models.base import check_latent_dim
-from hepad_cli.models.vae import _check_activation, _check_sizes
+from hepad_cli.validation import check_bool, check_int_list
 
 
 class DenseAutoencoder(KerasAutoencoder):
@@ -45,13 +45,12 @@ class DenseAutoencoder(KerasAutoencoder):
         self.latent_activation = latent_activation
         self.use_bias = use_bias
         check_latent_dim(latent_dim)
-        _check_sizes("encoder_hidden", self.encoder_hidden)
+        check_int_list("model.encoder_hidden", self.encoder_hidden)
         if decoder_hidden is not None:
-            _check_sizes("decoder_hidden", self.decoder_hidden)
-        _check_activation("activation", activation)
-        _check_activation("latent_activation", latent_activation)
-        if not isinstance(use_bias, bool):
-            raise ConfigError(f"model.use_bias must be true or false, got {use_bias!r}")
+            check_int_list("model.decoder_hidden", self.decoder_hidden)
+        check_activation("model.activation", activation)
+        check_activation("model.latent_activation", latent_activation)
+        check_bool("model.use_bias", use_bias)
 
     def build(self, event_shape: tuple[int, ...]):
         import keras

@@ -1,4 +1,4 @@
-"""The "fuzzy AND" of the CMS data-quality notebook (DESIGN.md, system 4): one small network per channel.
+"""The "fuzzy AND" of the CMS data-quality notebook (reference system 4): one small network per channel.
 
 Each channel i (a named group of feature columns, ``feature_groups`` from the data) has its own MLP:
 Dense(h, activation) + Dropout(dropout) for h in ``hidden`` → Dense(1) → logit zᵢ, and fᵢ = σ(zᵢ) reads
@@ -24,28 +24,21 @@ Scores (higher = more anomalous): ``fuzzy_and_global`` = 1 − g with dropout of
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from pathlib import Path
 
 import numpy as np
 
+from hepad_cli.data.samples import TrainingSet
 from hepad_cli.errors import ConfigError
-from hepad_cli.io import atomic_path, atomic_write_json
-from hepad_cli.models.base import Detector
-from hepad_cli.models.training import TrainerSettings, fit_keras, seed_everything
+from hepad_cli.models.activations import check_activation, numpy_activation
+from hepad_cli.models.keras_detector import KerasDetector
+from hepad_cli.validation import check_choice, check_int, check_int_list, check_number
 
 log = logging.getLogger(__name__)
 
 COMBINATIONS = ("notebook", "product")
-ACTIVATIONS = {
-    "sigmoid": lambda a: 0.5 * (1.0 + np.tanh(0.5 * a)),
-    "tanh": np.tanh,
-    "relu": lambda a: np.maximum(a, 0.0),
-    "elu": lambda a: np.where(a > 0, a, np.expm1(np.minimum(a, 0.0))),
-    "linear": lambda a: a,
-}
 GLOBAL = "fuzzy_and_global"
 GLOBAL_MC = "fuzzy_and_global_mc"
 
@@ -66,81 +59,12 @@ def _sigmoid(a: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * a))
 
 
-def _trainer_class():
-    """The Keras model that trains the channel networks together (defined lazily: keras imports slowly)."""
-    import keras
-    import tensorflow as tf
-    from keras import ops
-
-    class FuzzyAndTrainer(keras.Model):
-        """Inputs: one array per channel; targets: (batch, 2) = (global label, weight)."""
-
-        def __init__(self, subnets, combination: str, l2: float, **kwargs):
-            super().__init__(**kwargs)
-            self.subnets = list(subnets)
-            self.combination = combination
-            self.l2 = float(l2)
-            self.loss_tracker = keras.metrics.Mean(name="loss")
-            self.log_loss_tracker = keras.metrics.Mean(name="log_loss")
-            self.penalty_tracker = keras.metrics.Mean(name="l2_penalty")
-
-        @property
-        def metrics(self):
-            return [self.loss_tracker, self.log_loss_tracker, self.penalty_tracker]
-
-        def logits(self, inputs, training):
-            return ops.concatenate(
-                [net(x, training=training) for net, x in zip(self.subnets, inputs, strict=True)], 1
-            )
-
-        def call(self, inputs, training=False):
-            return ops.exp(log_global(self.logits(inputs, training), self.combination, ops))
-
-        def penalty(self):
-            per_channel = [
-                ops.sum(
-                    ops.stack(
-                        [ops.sum(ops.square(w)) for w in net.trainable_weights if w.path.endswith("kernel")]
-                    )
-                )
-                for net in self.subnets
-            ]
-            return ops.max(ops.stack(per_channel))
-
-        def _terms(self, inputs, targets, training):
-            labels, weights = targets[:, 0], targets[:, 1]
-            log_g = log_global(self.logits(inputs, training), self.combination, ops)
-            # log(1 - g) = log(-expm1(log g)); log g is kept below 0 so that a certain "good" stays finite.
-            log_not_g = ops.log(-ops.expm1(ops.minimum(log_g, -1e-7)))
-            losses = -(labels * log_g + (1.0 - labels) * log_not_g)
-            log_loss = ops.sum(weights * losses) / ops.maximum(ops.sum(weights), 1e-30)
-            penalty = self.penalty()
-            return log_loss + self.l2 * penalty, log_loss, penalty
-
-        def _update(self, total, log_loss, penalty):
-            self.loss_tracker.update_state(total)
-            self.log_loss_tracker.update_state(log_loss)
-            self.penalty_tracker.update_state(penalty)
-            return {metric.name: metric.result() for metric in self.metrics}
-
-        def train_step(self, data):
-            inputs, targets = data[0], data[1]
-            with tf.GradientTape() as tape:
-                total, log_loss, penalty = self._terms(inputs, targets, training=True)
-            gradients = tape.gradient(total, self.trainable_weights)
-            self.optimizer.apply_gradients(zip(gradients, self.trainable_weights, strict=True))
-            return self._update(total, log_loss, penalty)
-
-        def test_step(self, data):
-            return self._update(*self._terms(data[0], data[1], training=False))
-
-    return FuzzyAndTrainer
-
-
-class FuzzyAndDetector(Detector):
+class FuzzyAndDetector(KerasDetector):
     """One sigmoid MLP per channel, combined by a fuzzy AND, trained on global good/bad labels."""
 
     score_name = GLOBAL
+    needs_labels = True
+    loss_names = ("loss", "log_loss", "l2_penalty")
     score_batch_size = 8192
 
     def __init__(
@@ -154,38 +78,53 @@ class FuzzyAndDetector(Detector):
         trainer: dict | None = None,
         seed: int = 0,
     ) -> None:
+        super().__init__(trainer=trainer, seed=seed)
         self.hidden = list(hidden) if isinstance(hidden, list | tuple) else hidden
         self.activation = activation
         self.dropout = dropout
         self.l2 = l2
         self.combination = combination
         self.mc_passes = mc_passes
-        self.trainer = dict(trainer or {})
-        self.seed = seed
-        if not isinstance(self.hidden, list) or any(
-            isinstance(h, bool) or not isinstance(h, int) or h <= 0 for h in self.hidden
-        ):
-            raise ConfigError(
-                f"model.hidden must be a list of positive integers (e.g. [150, 50, 10]), got {hidden!r}"
-            )
-        if activation not in ACTIVATIONS:
-            raise ConfigError(f"model.activation must be one of {list(ACTIVATIONS)}, got {activation!r}")
-        if isinstance(dropout, bool) or not isinstance(dropout, int | float) or not 0 <= dropout < 1:
-            raise ConfigError(f"model.dropout must be in [0, 1) (0.25 in the notebook), got {dropout!r}")
-        if isinstance(l2, bool) or not isinstance(l2, int | float) or not np.isfinite(l2) or l2 < 0:
-            raise ConfigError(f"model.l2 must be a non-negative number (1e-5 in the notebook), got {l2!r}")
-        if combination not in COMBINATIONS:
-            raise ConfigError(
-                f"model.combination must be 'notebook' (exp(sum f_i - n)) or 'product' (prod f_i), "
-                f"got {combination!r}"
-            )
-        if isinstance(mc_passes, bool) or not isinstance(mc_passes, int) or mc_passes <= 0:
-            raise ConfigError(
-                f"model.mc_passes must be a positive integer (16 in the notebook), got {mc_passes!r}"
-            )
-        TrainerSettings.from_config(self.trainer)
+        check_int_list("model.hidden", self.hidden, hint="e.g. [150, 50, 10]")
+        check_activation("model.activation", activation)
+        check_number("model.dropout", dropout, 0, 1, high_open=True, hint="0.25 in the notebook")
+        check_number("model.l2", l2, low=0, hint="1e-5 in the notebook")
+        check_choice(
+            "model.combination",
+            combination,
+            COMBINATIONS,
+            hint="notebook = exp(sum f_i - n), product = prod f_i",
+        )
+        check_int("model.mc_passes", mc_passes, hint="16 in the notebook")
 
-    # --- model ---------------------------------------------------------------------------------------
+    @property
+    def score_names(self) -> list[str]:
+        return [GLOBAL, GLOBAL_MC, *(f"channel_{name}" for name in self.feature_groups_)]
+
+    # --- networks and training ------------------------------------------------------------------------
+
+    def prepare(self, train: TrainingSet) -> None:
+        if train.labels is None:
+            raise ConfigError(
+                "model=fuzzy_and trains on global good/bad labels, and the data gave none: use data=cms_dqm "
+                "with data.training=weak (or another dataset that labels its training events)"
+            )
+        if not train.column_groups:
+            raise ConfigError(
+                "model=fuzzy_and needs the data to name its channels (feature_groups); it gave none"
+            )
+        n_features = train.x.shape[1]
+        for name, columns in train.column_groups.items():
+            if not columns or min(columns) < 0 or max(columns) >= n_features:
+                raise ConfigError(f"channel {name!r} has columns outside the {n_features} features")
+        self.feature_groups_ = {str(k): [int(c) for c in v] for k, v in train.column_groups.items()}
+        log.info(
+            "fuzzy AND: %d channels %s, %d training rows (%d labelled bad)",
+            len(self.feature_groups_),
+            {name: len(c) for name, c in self.feature_groups_.items()},
+            len(train.x),
+            int((np.asarray(train.labels) == 0).sum()),
+        )
 
     def build_subnet(self, name: str, n_features: int, seed: int):
         """A plain functional Keras model: features of one channel → its logit (safe to reload)."""
@@ -201,87 +140,79 @@ class FuzzyAndDetector(Detector):
         logit = layers.Dense(1, name="logit")(x)
         return keras.Model(inputs, logit, name=f"channel_{_safe(name)}")
 
+    def build_networks(self, event_shape: tuple[int, ...]) -> dict:
+        return {
+            f"channel_{_safe(name)}": self.build_subnet(name, len(columns), self.seed + 100 * i)
+            for i, (name, columns) in enumerate(self.feature_groups_.items())
+        }
+
+    def training_arrays(self, data: TrainingSet):
+        """Inputs: one array per channel; targets: (n, 2) = (global label, weight)."""
+        weights = np.ones(len(data.x)) if data.weights is None else data.weights
+        targets = np.column_stack([data.labels, weights]).astype(np.float32)
+        return self._split(data.x), targets
+
+    def forward(self, networks, inputs, training, seed_generator):
+        from keras import ops
+
+        return ops.concatenate(
+            [net(x, training=training) for net, x in zip(networks.values(), inputs, strict=True)], 1
+        )
+
+    def loss_terms(self, inputs, targets, outputs, networks) -> dict:
+        from keras import ops
+
+        labels, weights = targets[:, 0], targets[:, 1]
+        log_g = log_global(outputs, self.combination, ops)
+        # log(1 - g) = log(-expm1(log g)); log g is kept below 0 so that a certain "good" stays finite.
+        log_not_g = ops.log(-ops.expm1(ops.minimum(log_g, -1e-7)))
+        losses = -(labels * log_g + (1.0 - labels) * log_not_g)
+        log_loss = ops.sum(weights * losses) / ops.maximum(ops.sum(weights), 1e-30)
+        per_channel = [
+            ops.sum(
+                ops.stack(
+                    [ops.sum(ops.square(w)) for w in net.trainable_weights if w.path.endswith("kernel")]
+                )
+            )
+            for net in networks.values()
+        ]
+        penalty = ops.max(ops.stack(per_channel))
+        return {"loss": log_loss + self.l2 * penalty, "log_loss": log_loss, "l2_penalty": penalty}
+
     def _split(self, x: np.ndarray) -> list[np.ndarray]:
         return [np.ascontiguousarray(x[:, columns]) for columns in self.feature_groups_.values()]
 
-    def fit(
-        self,
-        x_train: np.ndarray,
-        x_val: np.ndarray | None = None,
-        y_train: np.ndarray | None = None,
-        y_val: np.ndarray | None = None,
-        w_train: np.ndarray | None = None,
-        w_val: np.ndarray | None = None,
-        feature_groups: dict[str, list[int]] | None = None,
-    ) -> FuzzyAndDetector:
-        if y_train is None:
-            raise ConfigError(
-                "model=fuzzy_and trains on global good/bad labels, and the data gave none: use data=cms_dqm "
-                "with data.training=weak (or another dataset that labels its training events)"
-            )
-        if not feature_groups:
-            raise ConfigError(
-                "model=fuzzy_and needs the data to name its channels (feature_groups); it gave none"
-            )
-        n_features = x_train.shape[1]
-        for name, columns in feature_groups.items():
-            if not columns or min(columns) < 0 or max(columns) >= n_features:
-                raise ConfigError(f"channel {name!r} has columns outside the {n_features} features")
-        seed_everything(self.seed)
-        self.feature_groups_ = {str(k): [int(c) for c in v] for k, v in feature_groups.items()}
-        self.subnets_ = [
-            self.build_subnet(name, len(columns), self.seed + 100 * i)
-            for i, (name, columns) in enumerate(self.feature_groups_.items())
-        ]
-        trainer = _trainer_class()(self.subnets_, self.combination, self.l2)
-        if x_val is None:
-            x_val, y_val, w_val = x_train[:0], y_train[:0], None
-        targets = [
-            np.column_stack([y, np.ones(len(y)) if w is None else w]).astype(np.float32)
-            for y, w in ((y_train, w_train), (y_val, w_val))
-        ]
-        inputs_train, inputs_val = self._split(x_train), self._split(x_val)
-        trainer([x[:1] for x in inputs_train])  # build the weights before compiling
-        log.info(
-            "fuzzy AND: %d channels %s, %d training rows (%d labelled bad)",
-            len(self.subnets_),
-            {name: len(c) for name, c in self.feature_groups_.items()},
-            len(x_train),
-            int((np.asarray(y_train) == 0).sum()),
-        )
-        self.history_ = fit_keras(
-            trainer,
-            inputs_train,
-            targets[0],
-            inputs_val,
-            targets[1],
-            TrainerSettings.from_config(self.trainer),
-            loss=None,
-            seed=self.seed,
-        )
-        self._cache_weights()
-        return self
-
-    def _cache_weights(self) -> None:
+    def on_networks_ready(self) -> None:
         """Dense (kernel, bias) pairs of every channel network, float64, for NumPy scoring."""
         self.weights_ = []
-        for net in self.subnets_:
+        for net in self.networks_.values():
             dense = [layer for layer in net.layers if layer.__class__.__name__ == "Dense"]
             self.weights_.append(
                 [tuple(np.asarray(w, dtype=np.float64) for w in layer.get_weights()) for layer in dense]
             )
 
+    def extra_state(self) -> dict:
+        return {"channels": [{"name": n, "columns": c} for n, c in self.feature_groups_.items()]}
+
+    def restore_state(self, state: dict) -> None:
+        self.feature_groups_ = {entry["name"]: entry["columns"] for entry in state["channels"]}
+
+    @property
+    def subnets_(self) -> list:
+        return list(self.networks_.values())
+
     # --- scoring -------------------------------------------------------------------------------------
 
     def channel_logits(self, x: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
         """(n, n_channels) logits; with ``rng``, dropout is applied as in training (MC dropout)."""
-        act = ACTIVATIONS[self.activation]
+        act = numpy_activation(self.activation)
         keep = 1.0 - self.dropout
         out = np.empty((len(x), len(self.weights_)))
         for i, (columns, layers) in enumerate(zip(self.feature_groups_.values(), self.weights_, strict=True)):
             h = np.asarray(x[:, columns], dtype=np.float64)
             for kernel, bias in layers[:-1]:
-                h = act(h @ kernel + bias)
+                h = h @ kernel + bias
+                h = h if act is None else act(h)
                 if rng is not None and self.dropout:
                     h = h * (rng.random(h.shape) < keep) / keep
             kernel, bias = layers[-1]
@@ -317,39 +248,6 @@ class FuzzyAndDetector(Detector):
             settings,
             f"fuzzy AND ({self.combination})",
         )
-
-    # --- persistence ---------------------------------------------------------------------------------
-
-    def save(self, directory: str | Path) -> None:
-        directory = Path(directory)
-        self._save_params(directory)
-        files = {}
-        for name, net in zip(self.feature_groups_, self.subnets_, strict=True):
-            files[name] = f"channel_{_safe(name)}.keras"
-            with atomic_path(directory / files[name], suffix=".partial.keras") as tmp:
-                net.save(tmp)
-        atomic_write_json(
-            directory / "channels.json",
-            {
-                "channels": [
-                    {"name": n, "columns": c, "file": files[n]} for n, c in self.feature_groups_.items()
-                ]
-            },
-        )
-
-    @classmethod
-    def load(cls, directory: str | Path) -> FuzzyAndDetector:
-        import keras
-
-        directory = Path(directory)
-        detector = cls(**cls._read_params(directory))
-        channels = json.loads((directory / "channels.json").read_text())["channels"]
-        detector.feature_groups_ = {entry["name"]: entry["columns"] for entry in channels}
-        detector.subnets_ = [
-            keras.saving.load_model(directory / entry["file"], safe_mode=True) for entry in channels
-        ]
-        detector._cache_weights()
-        return detector
 
 
 def _safe(name: str) -> str:

@@ -8,22 +8,25 @@ import numpy as np
 
 from hepad_cli.errors import ConfigError
 from hepad_cli.io import atomic_path
-from hepad_cli.models.base import Detector, check_latent_dim, flatten
+from hepad_cli.models.base import Detector, check_latent_dim, flatten, unlabelled
 
 
 class PCAReconstruction(Detector):
     """Score = mean squared difference between an event and its projection on ``latent_dim`` components."""
 
     score_name = "reconstruction_mse"
+    has_latent_space = True
+    reconstructs_input = True
 
     def __init__(self, latent_dim: int = 2, seed: int = 0) -> None:
         self.latent_dim = latent_dim
         self.seed = seed
         check_latent_dim(latent_dim)
 
-    def fit(self, x_train: np.ndarray, x_val: np.ndarray | None = None) -> PCAReconstruction:
+    def fit(self, train: np.ndarray, val: np.ndarray | None = None) -> PCAReconstruction:
         from sklearn.decomposition import PCA
 
+        x_train = unlabelled(train)
         flat = flatten(x_train).astype(np.float64)
         check_latent_dim(self.latent_dim, flat.shape[1])
         if self.latent_dim > len(flat):

@@ -8,6 +8,9 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 
 from hepad_cli.errors import ConfigError, TrainingError
+from hepad_cli.validation import check_bool, check_choice, check_int, check_number
+
+OPTIMIZERS = ("adam", "adadelta", "sgd", "rmsprop")
 
 log = logging.getLogger(__name__)
 
@@ -28,23 +31,14 @@ class TrainerSettings:
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ConfigError(f"trainer.{name} must be a positive integer, got {value!r}")
+            check_int(f"trainer.{name}", getattr(self, name))
         for name in ("early_stopping_patience", "reduce_lr_patience"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ConfigError(f"trainer.{name} must be a non-negative integer, got {value!r}")
+            check_int(f"trainer.{name}", getattr(self, name), minimum=0)
         for name in ("learning_rate", "min_learning_rate"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-                raise ConfigError(f"trainer.{name} must be a positive number, got {value!r}")
-        if not 0 < self.reduce_lr_factor < 1:
-            raise ConfigError(f"trainer.reduce_lr_factor must be in (0, 1), got {self.reduce_lr_factor!r}")
-        if self.optimizer not in ("adam", "adadelta", "sgd", "rmsprop"):
-            raise ConfigError(
-                f"trainer.optimizer must be one of adam, adadelta, sgd, rmsprop; got {self.optimizer!r}"
-            )
+            check_number(f"trainer.{name}", getattr(self, name), low=0, low_open=True)
+        check_number("trainer.reduce_lr_factor", self.reduce_lr_factor, 0, 1, low_open=True, high_open=True)
+        check_choice("trainer.optimizer", self.optimizer, OPTIMIZERS)
+        check_bool("trainer.progress_bar", self.progress_bar)
 
     @classmethod
     def from_config(cls, config: dict | None) -> TrainerSettings:
@@ -60,18 +54,25 @@ class TrainerSettings:
 
 
 def seed_everything(seed: int) -> None:
-    """Fix Python, NumPy and TensorFlow randomness and make TensorFlow ops deterministic."""
+    """Fix Python, NumPy and the active Keras backend's randomness, and ask that backend for
+    deterministic ops (only the active backend is imported)."""
     import keras
-    import tensorflow as tf
 
     keras.utils.set_random_seed(int(seed))
-    tf.config.experimental.enable_op_determinism()
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+    elif backend == "torch":
+        import torch
+
+        torch.use_deterministic_algorithms(True, warn_only=True)
 
 
-def fit_keras(
-    model, x_train: np.ndarray, y_train, x_val: np.ndarray, y_val, settings: TrainerSettings, loss, seed: int
-) -> dict[str, list[float]]:
-    """Compile and fit ``model``; validation on background only; returns the per-epoch history."""
+def fit_keras(model, x_train, y_train, x_val, y_val, settings: TrainerSettings) -> dict[str, list[float]]:
+    """Compile and fit ``model`` (its loss is its own ``compute_loss``); validation on background only;
+    returns the per-epoch history."""
     import keras
 
     optimizer = {
@@ -80,7 +81,7 @@ def fit_keras(
         "sgd": keras.optimizers.SGD,
         "rmsprop": keras.optimizers.RMSprop,
     }[settings.optimizer](learning_rate=settings.learning_rate)
-    model.compile(optimizer=optimizer, loss=loss)
+    model.compile(optimizer=optimizer)
     callbacks = [keras.callbacks.TerminateOnNaN()]
     if settings.early_stopping_patience:
         callbacks.append(

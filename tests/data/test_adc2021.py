@@ -10,11 +10,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hepad_cli.data import adc2021
-from hepad_cli.data.adc2021 import ADC2021Events, read_particles, write_adc2021_h5
+from hepad_cli.data.adc2021 import read_particles, write_adc2021_h5
 from hepad_cli.data.samples import DataError, split_background
+from tests.conftest import build_dataset
 
 SIGNAL_NAMES = ("Ato4l", "leptoquark", "hToTauTau", "hChToTauNu")
+# The published file names, as conf/data/adc2021.yaml names them.
+ADC2021_SIGNAL_FILES = {
+    "Ato4l": "Ato4l_lepFilter_13TeV.h5",
+    "leptoquark": "leptoquark_LOWMASS_lepFilter_13TeV.h5",
+    "hToTauTau": "hToTauTau_13TeV_PU20.h5",
+    "hChToTauNu": "hChToTauNu_13TeV_PU20.h5",
+}
 
 
 def toy_events(n: int, kind: str, rng: np.random.Generator) -> np.ndarray:
@@ -53,7 +60,7 @@ def write_adc_files(directory: Path, n_background: int = 300, n_signal: int = 60
         "background": (directory / "background_for_training.h5", toy_events(n_background, "background", rng))
     }
     for name in SIGNAL_NAMES:
-        files[name] = (directory / adc2021.SIGNALS[name]["file"], toy_events(n_signal, name, rng))
+        files[name] = (directory / ADC2021_SIGNAL_FILES[name], toy_events(n_signal, name, rng))
     for path, events in files.values():
         write_adc2021_h5(path, events)
     return files
@@ -82,7 +89,13 @@ def test_published_layout_is_read_class_column_dropped_and_flattened_to_57(tmp_p
     with h5py.File(files["background"][0]) as f:
         assert f["Particles"].shape == (300, 19, 4)
         assert [n.decode() for n in f["Particles_Names"][:]] == ["Pt", "Eta", "Phi", "Class"]
-    samples = ADC2021Events(**local_config(tmp_path, files, checksum="pin"), download=False, seed=2).load()
+    samples = build_dataset(
+        "adc2021",
+        **local_config(tmp_path, files, checksum="pin"),
+        download=False,
+        seed=2,
+        split={"train": 0.6, "val": 0.2, "test": 0.2},
+    ).load()
     assert samples.event_shape == (57,) and samples.representation == "particles"
     assert set(samples.signals) == set(SIGNAL_NAMES)
     raw = files["background"][1][:, :, :3].reshape(300, 57)
@@ -115,10 +128,10 @@ def test_max_events_subsample_is_seeded_and_read_chunk_by_chunk(tmp_path, monkey
 
     monkeypatch.setattr(h5py.Dataset, "__getitem__", recording_getitem)
     config = local_config(tmp_path, files)
-    first = ADC2021Events(**config, download=False, max_events=120, chunk_size=32, seed=9).load()
+    first = build_dataset("adc2021", **config, download=False, max_events=120, chunk_size=32, seed=9).load()
     assert max(largest_read) <= 32  # never more than one chunk in memory from the file
-    again = ADC2021Events(**config, download=False, max_events=120, chunk_size=500, seed=9).load()
-    other = ADC2021Events(**config, download=False, max_events=120, chunk_size=32, seed=10).load()
+    again = build_dataset("adc2021", **config, download=False, max_events=120, chunk_size=500, seed=9).load()
+    other = build_dataset("adc2021", **config, download=False, max_events=120, chunk_size=32, seed=10).load()
     counts = first.counts()
     assert counts["background_train"] + counts["background_val"] + counts["background_test"] == 120
     np.testing.assert_array_equal(first.background_train, again.background_train)  # chunking changes nothing
@@ -126,7 +139,7 @@ def test_max_events_subsample_is_seeded_and_read_chunk_by_chunk(tmp_path, monkey
     # The subsample is exactly the seeded choice of rows.
     rows = np.sort(np.random.default_rng(9).choice(500, 120, replace=False))
     expected = files["background"][1][rows][:, :, :3]
-    split = split_background(120, {"train": 0.6, "val": 0.2, "test": 0.2}, 9)
+    split = split_background(120, {"train": 0.64, "val": 0.16, "test": 0.2}, 9)  # conf/data/adc2021.yaml
     np.testing.assert_array_equal(first.background_train, expected[split["train"]].reshape(-1, 57))
 
 
@@ -146,8 +159,8 @@ def test_read_particles_point_and_block_selection_agree(tmp_path):
 def test_scaling_is_fitted_on_background_train_only(tmp_path):
     files = write_adc_files(tmp_path)
     config = local_config(tmp_path, files)
-    raw = ADC2021Events(**config, download=False, seed=3).load()
-    scaled = ADC2021Events(**config, download=False, scaling="standard", seed=3).load()
+    raw = build_dataset("adc2021", **config, download=False, seed=3).load()
+    scaled = build_dataset("adc2021", **config, download=False, scaling="standard", seed=3).load()
     train = raw.background_train.astype(np.float64)
     mean, std = train.mean(axis=0), train.std(axis=0)
     std[std == 0] = 1.0  # zero-padded columns: StandardScaler leaves them unscaled
@@ -162,7 +175,7 @@ def test_missing_file_with_download_off_names_the_file_and_the_fix(tmp_path):
     files = write_adc_files(tmp_path)
     files["leptoquark"][0].unlink()
     with pytest.raises(DataError, match="leptoquark") as error:
-        ADC2021Events(**local_config(tmp_path, files), download=False).load()
+        build_dataset("adc2021", **local_config(tmp_path, files), download=False).load()
     assert "data.download=true" in str(error.value) and "leptoquark_LOWMASS_lepFilter_13TeV.h5" in str(
         error.value
     )
@@ -173,7 +186,7 @@ def test_checksum_mismatch_is_refused(tmp_path):
     config = local_config(tmp_path, files, checksum="pin")
     config["signals"]["Ato4l"]["checksum"] = "md5:" + "0" * 32
     with pytest.raises(DataError, match="does not match its expected checksum"):
-        ADC2021Events(**config, download=False).load()
+        build_dataset("adc2021", **config, download=False).load()
 
 
 @pytest.mark.parametrize(
@@ -198,7 +211,7 @@ def test_wrong_layout_is_refused_with_the_reason(tmp_path, layout, message):
             else:
                 f.create_dataset("Particles", data=np.zeros((3, 19, 3)))
     with pytest.raises(DataError, match=message):
-        ADC2021Events(**local_config(tmp_path, files), download=False).load()
+        build_dataset("adc2021", **local_config(tmp_path, files), download=False).load()
 
 
 def test_files_are_downloaded_from_a_server_and_verified(tmp_path):
@@ -230,12 +243,12 @@ def test_files_are_downloaded_from_a_server_and_verified(tmp_path):
         base = f"http://127.0.0.1:{server.server_address[1]}"
         target = tmp_path / "data"
         config = local_config(source, files, checksum="pin", base_url=base) | {"data_dir": str(target)}
-        samples = ADC2021Events(**config, download=True, seed=1).load()
+        samples = build_dataset("adc2021", **config, download=True, seed=1).load()
         assert sorted(requests) == sorted(bodies)
         assert all(entry["verified"] for entry in samples.provenance)
         for path, _ in files.values():
             assert (target / path.name).read_bytes() == path.read_bytes()
-        ADC2021Events(**config, download=True, seed=1).load()
+        build_dataset("adc2021", **config, download=True, seed=1).load()
         assert len(requests) == len(bodies)  # present and verified: no second request
     finally:
         server.shutdown()
@@ -254,5 +267,5 @@ def test_files_are_downloaded_from_a_server_and_verified(tmp_path):
 )
 def test_bad_settings_fail_before_any_work(tmp_path, kwargs, message):
     with pytest.raises(DataError, match=message):
-        ADC2021Events(str(tmp_path / "nowhere"), **kwargs)
+        build_dataset("adc2021", tmp_path / "nowhere", **kwargs)
     assert not (tmp_path / "nowhere").exists()

@@ -10,14 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hepad_cli.data.cms_dqm import (
-    CMSDataQuality,
-    channel_columns,
-    luminosity_weights,
-    read_converted,
-    stratified_split,
-)
+from hepad_cli.data.cms_dqm import channel_columns, luminosity_weights, read_converted
+from hepad_cli.data.dataset import stratified_split
 from hepad_cli.data.samples import DataError
+from hepad_cli.experiment import fit
+from hepad_cli.models.pca import PCAReconstruction
+from tests.conftest import build_dataset
 
 STREAMS = ("minibias", "muons", "photons")
 CHANNELS = ("muons", "photons", "PF", "calo")
@@ -168,7 +166,7 @@ def test_without_trust_pickle_nothing_is_loaded_and_the_error_says_how_to_procee
     directory, _ = cms_files
     _forbid_unpickling(monkeypatch)
     with pytest.raises(DataError) as error:
-        CMSDataQuality(str(directory)).load()
+        build_dataset("cms_dqm", directory).load()
     message = str(error.value)
     assert "data.trust_pickle=true" in message and "arbitrary code" in message
     assert str(directory / "cms_dqm.h5") in message and "later runs read that file instead" in message
@@ -179,7 +177,7 @@ def test_missing_files_say_there_is_no_public_download(tmp_path):
     (tmp_path / "labels.npy").parent.mkdir(exist_ok=True)
     np.save(tmp_path / "labels.npy", np.ones(3))
     with pytest.raises(DataError) as error:
-        CMSDataQuality(str(tmp_path), trust_pickle=True).load()
+        build_dataset("cms_dqm", tmp_path, trust_pickle=True).load()
     message = str(error.value)
     assert "missing in" in message and "merged.pickle, subsystem_labels.pickled" in message
     assert "no public download" in message and "labels.npy (1 = good" in message
@@ -187,7 +185,7 @@ def test_missing_files_say_there_is_no_public_download(tmp_path):
 
 def test_trusted_run_converts_once_and_later_runs_read_hdf5_only(cms_files, monkeypatch):
     directory, written = cms_files
-    first = CMSDataQuality(str(directory), trust_pickle=True, seed=5).load()
+    first = build_dataset("cms_dqm", directory, trust_pickle=True, seed=5).load()
     converted = directory / "cms_dqm.h5"
     tables, sources = read_converted(converted)
     assert tables["columns"] == list(written["frame"].columns)
@@ -197,7 +195,7 @@ def test_trusted_run_converts_once_and_later_runs_read_hdf5_only(cms_files, monk
     assert {entry["path"] for entry in first.provenance} >= {str(converted), str(directory / "merged.pickle")}
 
     _forbid_unpickling(monkeypatch)
-    second = CMSDataQuality(str(directory), trust_pickle=False, seed=5).load()
+    second = build_dataset("cms_dqm", directory, trust_pickle=False, seed=5).load()
     np.testing.assert_array_equal(first.background_train, second.background_train)
     np.testing.assert_array_equal(first.train_labels, second.train_labels)
     assert [entry["path"] for entry in second.provenance] == [str(converted)]
@@ -206,11 +204,11 @@ def test_trusted_run_converts_once_and_later_runs_read_hdf5_only(cms_files, monk
 
 def test_a_pickle_changed_after_conversion_is_not_silently_ignored(cms_files, monkeypatch):
     directory, _ = cms_files
-    CMSDataQuality(str(directory), trust_pickle=True).load()
+    build_dataset("cms_dqm", directory, trust_pickle=True).load()
     write_cms_dqm_files(directory, n=300, seed=9)
     _forbid_unpickling(monkeypatch)
     with pytest.raises(DataError, match=r"changed after .*cms_dqm.h5 was converted.*data.trust_pickle=true"):
-        CMSDataQuality(str(directory)).load()
+        build_dataset("cms_dqm", directory).load()
 
 
 # --- what load() returns -------------------------------------------------------------------------------
@@ -218,7 +216,7 @@ def test_a_pickle_changed_after_conversion_is_not_silently_ignored(cms_files, mo
 
 def test_channels_lumi_weights_split_and_scaling_follow_the_notebook(cms_files):
     directory, written = cms_files
-    samples = CMSDataQuality(str(directory), trust_pickle=True, seed=1).load()
+    samples = build_dataset("cms_dqm", directory, trust_pickle=True, seed=1).load()
     frame, labels = written["frame"], written["labels"]
     lumi = (
         frame[["_instantLumi_minibias", "_instantLumi_muons", "_instantLumi_photons"]].max(axis=1).to_numpy()
@@ -280,27 +278,25 @@ def test_channel_grouping_reports_unknown_prefixes():
 
 def test_good_only_training_is_unsupervised_and_weak_labels_refuse_unsupervised_detectors(cms_files):
     directory, _ = cms_files
-    good_only = CMSDataQuality(str(directory), trust_pickle=True, training="good_only").load()
+    good_only = build_dataset("cms_dqm", directory, trust_pickle=True, training="good_only").load()
     assert good_only.train_labels is None and good_only.supervision is None
-    assert "y_train" not in good_only.fit_extras()
+    assert not good_only.has_training_labels
+    assert good_only.training_set("train").labels is None
+    fit(PCAReconstruction(latent_dim=2), good_only)  # an unsupervised detector trains on good lumisections
 
-    class Unsupervised:
-        def fit(self, x_train, x_val=None):
-            return self
-
-    assert good_only.fit_extras(Unsupervised()) == {}
-    weak = CMSDataQuality(str(directory), training="weak").load()
+    weak = build_dataset("cms_dqm", directory, training="weak").load()
+    assert weak.training_set("train").labels is not None
     with pytest.raises(DataError, match="trains unsupervised.*data.training=good_only"):
-        weak.fit_extras(Unsupervised())
+        fit(PCAReconstruction(latent_dim=2), weak)
 
 
 def test_bad_settings_fail_before_reading(tmp_path):
     with pytest.raises(DataError, match="data.training"):
-        CMSDataQuality(str(tmp_path), training="strong")
+        build_dataset("cms_dqm", tmp_path, training="strong")
     with pytest.raises(DataError, match="data.trust_pickle must be true or false"):
-        CMSDataQuality(str(tmp_path), trust_pickle="yes")
+        build_dataset("cms_dqm", tmp_path, trust_pickle="yes")
     with pytest.raises(DataError, match="data.channels.muons"):
-        CMSDataQuality(str(tmp_path), channels={"muons": {"stream": "muons"}})
+        build_dataset("cms_dqm", tmp_path, channels={"muons": {"stream": "muons"}})
 
 
 def test_nan_in_a_channel_column_is_rejected_with_its_name(tmp_path):
@@ -310,4 +306,4 @@ def test_nan_in_a_channel_column_is_rejected_with_its_name(tmp_path):
     frame.loc[row, "minibias_calo_pt_q2_mean"] = np.nan
     python2_pickle(frame, directory / "merged.pickle")
     with pytest.raises(DataError, match=r"1 lumisections hold NaN.*minibias_calo_pt_q2_mean.*clean the file"):
-        CMSDataQuality(str(directory), trust_pickle=True).load()
+        build_dataset("cms_dqm", directory, trust_pickle=True).load()

@@ -16,12 +16,12 @@ from hepad_cli.data.hls4ml import (
     H5_FEATURE_COLUMNS,
     H5_FEATURE_NAMES,
     MASS_INDEX,
-    HLS4MLJets,
     openml_cache_paths,
     read_hls4ml_h5,
     write_hls4ml_h5,
 )
 from hepad_cli.data.samples import DataError, split_background
+from tests.conftest import build_dataset
 
 DATA_ID = 42468
 ARFF_URL = "https://api.openml.org/data/v1/download/22044765/hls4ml_lhc_jets_hlf.arff"
@@ -150,7 +150,9 @@ def no_network(monkeypatch):
 def test_openml_cache_is_read_without_network(tmp_path, toy_jets, no_network, download):
     features, labels = toy_jets
     md5 = write_openml_cache(tmp_path, features, labels)
-    samples = HLS4MLJets(str(tmp_path), source="openml", download=download, scaling=None, seed=3).load()
+    samples = build_dataset(
+        "hls4ml", tmp_path, source="openml", download=download, scaling=None, seed=3
+    ).load()
     n_background = int(np.isin(labels, ("g", "q")).sum())
     counts = samples.counts()
     assert counts["background_train"] + counts["background_val"] + counts["background_test"] == n_background
@@ -174,9 +176,16 @@ def test_openml_and_hdf5_sources_agree_despite_different_label_orders(tmp_path, 
     (tmp_path / "h5" / "val").mkdir(parents=True)
     write_hls4ml_h5(tmp_path / "h5" / "val" / "jetImage_0.h5", features[:300], labels[:300])
     write_hls4ml_h5(tmp_path / "h5" / "val" / "jetImage_1.h5", features[300:], labels[300:])
-    from_openml = HLS4MLJets(str(tmp_path / "openml_home"), source="openml", download=False, seed=1).load()
-    from_h5 = HLS4MLJets(
-        str(tmp_path / "h5"), source="h5", download=False, h5={"files": ["val/*.h5"], "archive": None}, seed=1
+    from_openml = build_dataset(
+        "hls4ml", tmp_path / "openml_home", source="openml", download=False, seed=1
+    ).load()
+    from_h5 = build_dataset(
+        "hls4ml",
+        tmp_path / "h5",
+        source="h5",
+        download=False,
+        h5={"files": ["val/*.h5"], "archive": None},
+        seed=1,
     ).load()
     for name in ("background_train", "background_val", "background_test"):
         np.testing.assert_allclose(getattr(from_h5, name), getattr(from_openml, name), rtol=1e-5, atol=1e-5)
@@ -215,8 +224,8 @@ def test_hdf5_file_has_the_published_layout(tmp_path, toy_jets):
 def test_scaler_is_fitted_on_background_train_only(tmp_path, toy_jets, no_network):
     features, labels = toy_jets
     write_openml_cache(tmp_path, features, labels)
-    raw = HLS4MLJets(str(tmp_path), download=False, scaling=None, seed=7).load()
-    scaled = HLS4MLJets(str(tmp_path), download=False, scaling="standard", seed=7).load()
+    raw = build_dataset("hls4ml", tmp_path, download=False, scaling=None, seed=7).load()
+    scaled = build_dataset("hls4ml", tmp_path, download=False, scaling="standard", seed=7).load()
     train = raw.background_train.astype(np.float64)
     mean, std = train.mean(axis=0), train.std(axis=0)
     np.testing.assert_allclose(scaled.background_train, (train - mean) / std, rtol=1e-4, atol=1e-4)
@@ -234,23 +243,27 @@ def test_scaler_is_fitted_on_background_train_only(tmp_path, toy_jets, no_networ
 
 def test_missing_cache_with_download_off_names_the_fix(tmp_path):
     with pytest.raises(DataError, match="data.download=false") as error:
-        HLS4MLJets(str(tmp_path), download=False).load()
+        build_dataset("hls4ml", tmp_path, download=False).load()
     assert "data.download=true" in str(error.value)
 
 
 def test_pinned_openml_checksum_mismatch_is_refused(tmp_path, toy_jets, no_network):
     features, labels = toy_jets
     md5 = write_openml_cache(tmp_path, features, labels)
-    HLS4MLJets(str(tmp_path), download=False, openml={"checksum": f"md5:{md5}"}).load()
+    build_dataset(
+        "hls4ml", tmp_path, download=False, openml={"data_id": 42468, "checksum": f"md5:{md5}"}
+    ).load()
     with pytest.raises(DataError, match="pins md5:0000"):
-        HLS4MLJets(str(tmp_path), download=False, openml={"checksum": "md5:" + "0" * 32}).load()
+        build_dataset(
+            "hls4ml", tmp_path, download=False, openml={"data_id": 42468, "checksum": "md5:" + "0" * 32}
+        ).load()
 
 
 def test_max_jets_is_a_seeded_subsample(tmp_path, toy_jets, no_network):
     features, labels = toy_jets
     write_openml_cache(tmp_path, features, labels)
-    first = HLS4MLJets(str(tmp_path), download=False, max_jets=200, seed=4).load()
-    again = HLS4MLJets(str(tmp_path), download=False, max_jets=200, seed=4).load()
+    first = build_dataset("hls4ml", tmp_path, download=False, max_jets=200, seed=4).load()
+    again = build_dataset("hls4ml", tmp_path, download=False, max_jets=200, seed=4).load()
     assert sum(first.counts().values()) == 200
     np.testing.assert_array_equal(first.background_train, again.background_train)
 
@@ -283,8 +296,8 @@ def test_damaged_hdf5_files_are_refused_with_the_reason(tmp_path, damage, messag
                 names[48], names[52] = names[52], names[48]
                 f.create_dataset("jetFeatureNames", data=np.array([n.encode() for n in names]))
     with pytest.raises(DataError, match=message):
-        HLS4MLJets(
-            str(tmp_path), source="h5", download=False, h5={"files": ["val/*.h5"], "archive": None}
+        build_dataset(
+            "hls4ml", tmp_path, source="h5", download=False, h5={"files": ["val/*.h5"], "archive": None}
         ).load()
 
 
@@ -310,7 +323,7 @@ def test_archive_is_extracted_once_and_its_files_count_as_verified(tmp_path, toy
             "checksum": f"md5:{md5}",
         },
     }
-    samples = HLS4MLJets(str(data_dir), source="h5", download=False, h5=config).load()
+    samples = build_dataset("hls4ml", data_dir, source="h5", download=False, h5=config).load()
     assert (data_dir / "val" / "jetImage_0.h5").is_file()
     assert (
         samples.provenance[0]["verified"] is True
@@ -318,11 +331,11 @@ def test_archive_is_extracted_once_and_its_files_count_as_verified(tmp_path, toy
     )
     assert not [p for p in data_dir.iterdir() if p.name.startswith(".")]  # no staging directory left
     # Later runs find the files present: the manifest written at extraction still vouches for them.
-    again = HLS4MLJets(str(data_dir), source="h5", download=False, h5=config).load()
+    again = build_dataset("hls4ml", data_dir, source="h5", download=False, h5=config).load()
     assert again.provenance[0]["verified"] is True
     write_hls4ml_h5(data_dir / "val" / "jetImage_0.h5", features[:100], labels[:100])
     with pytest.raises(DataError, match="changed since it was extracted"):
-        HLS4MLJets(str(data_dir), source="h5", download=False, h5=config).load()
+        build_dataset("hls4ml", data_dir, source="h5", download=False, h5=config).load()
 
 
 def test_archive_escaping_the_data_directory_is_refused(tmp_path, toy_jets):
@@ -341,7 +354,7 @@ def test_archive_escaping_the_data_directory_is_refused(tmp_path, toy_jets):
         },
     }
     with pytest.raises(DataError, match="cannot extract"):
-        HLS4MLJets(str(data_dir), source="h5", download=False, h5=config).load()
+        build_dataset("hls4ml", data_dir, source="h5", download=False, h5=config).load()
     assert not (tmp_path / "escaped.h5").exists()
 
 
@@ -357,7 +370,7 @@ def test_archive_escaping_the_data_directory_is_refused(tmp_path, toy_jets):
 )
 def test_bad_settings_fail_before_any_work(tmp_path, kwargs, message):
     with pytest.raises(DataError, match=message):
-        HLS4MLJets(str(tmp_path / "nowhere"), **kwargs)
+        build_dataset("hls4ml", tmp_path / "nowhere", **kwargs)
     assert not (tmp_path / "nowhere").exists()
 
 
@@ -367,7 +380,7 @@ def test_signal_jets_identical_to_background_jets_are_dropped(tmp_path, toy_jets
     features = np.r_[features, features[top]]  # the same three jets again, labelled as quarks
     labels = np.r_[labels, ["q"] * 3]
     write_openml_cache(tmp_path, features, labels)
-    samples = HLS4MLJets(str(tmp_path), download=False, scaling=None).load()
+    samples = build_dataset("hls4ml", tmp_path, download=False, scaling=None).load()
     assert len(samples.signals["top"]) == int((labels == "top").sum()) - 3
     background = np.r_[samples.background_train, samples.background_val, samples.background_test]
     assert {row.tobytes() for row in samples.signals["top"]}.isdisjoint({row.tobytes() for row in background})

@@ -10,10 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hepad_cli.data.cms_dqm import CMSDataQuality
+from hepad_cli.data.samples import TrainingSet
 from hepad_cli.errors import ConfigError
-from hepad_cli.evaluation.report import EvaluatorSettings, score_samples_by_name
+from hepad_cli.evaluation.evaluate import EvaluatorSettings, score_samples_by_name
 from hepad_cli.models.fuzzy_and import GLOBAL, GLOBAL_MC, FuzzyAndDetector, log_global
+from tests.conftest import build_dataset
 from tests.data.test_cms_dqm import SUBSYSTEM_CHANNEL, write_cms_dqm_files
 
 FAST = {
@@ -32,9 +33,9 @@ def trained(tmp_path_factory):
     """Generated lumisections (anomalies injected per subsystem) and a fuzzy AND fitted on them once."""
     directory = tmp_path_factory.mktemp("cms") / "cms_dqm"
     write_cms_dqm_files(directory, n=500)
-    samples = CMSDataQuality(str(directory), trust_pickle=True, seed=1).load()
+    samples = build_dataset("cms_dqm", directory, trust_pickle=True, seed=1).load()
     detector = FuzzyAndDetector(hidden=[16], dropout=0.1, l2=1e-4, mc_passes=8, trainer=FAST, seed=0)
-    detector.fit(samples.background_train, samples.background_val, **samples.fit_extras(detector))
+    detector.fit(samples.training_set("train"), samples.training_set("val"))
     return samples, detector
 
 
@@ -61,16 +62,14 @@ def test_combinations_follow_their_formulas():
 def test_loss_is_weighted_log_loss_plus_largest_channel_penalty(trained):
     import keras
 
-    from hepad_cli.models.fuzzy_and import _trainer_class
-
     samples, detector = trained
-    model = _trainer_class()(detector.subnets_, detector.combination, detector.l2)
     x = samples.background_val
     y, w = samples.val_labels, samples.val_weights
-    inputs = [x[:, columns] for columns in detector.feature_groups_.values()]
+    inputs, targets = detector.training_arrays(samples.training_set("val"))
+    outputs = detector.forward(detector.networks_, inputs, False, None)
+    terms = detector.loss_terms(inputs, keras.ops.convert_to_tensor(targets), outputs, detector.networks_)
     total, log_loss, penalty = (
-        float(keras.ops.convert_to_numpy(t))
-        for t in model._terms(inputs, np.column_stack([y, w]).astype(np.float32), training=False)
+        float(keras.ops.convert_to_numpy(terms[name])) for name in ("loss", "log_loss", "l2_penalty")
     )
     g = detector.global_good_probability(x)
     expected_log_loss = np.sum(w * -(y * np.log(g) + (1 - y) * np.log(1 - g))) / np.sum(w)
@@ -110,7 +109,7 @@ def test_numpy_scoring_matches_keras_and_mc_dropout_averages_seeded_passes(train
 
 def test_injected_anomalies_get_the_highest_auc_in_their_channel(trained, tmp_path):
     samples, detector = trained
-    scores_by_name, _ = score_samples_by_name(detector, samples)
+    scores_by_name, _ = score_samples_by_name(detector, samples.named_test_samples())
     settings = EvaluatorSettings(n_bootstrap=20, seed=0)
     report = detector.extra_report(samples, scores_by_name, tmp_path, settings)
     table = report["subsystem_channel_auc"]
@@ -139,8 +138,8 @@ def test_save_and_load_give_the_same_scores(trained, tmp_path):
         "channel_calo.keras",
         "channel_muons.keras",
         "channel_photons.keras",
-        "channels.json",
         "params.json",
+        "state.json",
     ]
     loaded = FuzzyAndDetector.load(tmp_path / "model")
     for name, values in detector.score_all(samples.background_test).items():
@@ -152,7 +151,7 @@ def test_fit_without_labels_or_channels_says_what_is_missing():
     with pytest.raises(ConfigError, match="trains on global good/bad labels.*data.training=weak"):
         FuzzyAndDetector().fit(x, x)
     with pytest.raises(ConfigError, match="name its channels"):
-        FuzzyAndDetector().fit(x, x, y_train=np.ones(10))
+        FuzzyAndDetector().fit(TrainingSet(x, labels=np.ones(10)), x)
 
 
 @pytest.mark.parametrize(
@@ -174,7 +173,7 @@ def test_bad_settings_fail_at_construction(kwargs, message):
 def test_channel_scores_are_written_for_both_combinations(tmp_path: Path, trained):
     samples, _ = trained
     detector = FuzzyAndDetector(hidden=[4], dropout=0.0, combination="product", trainer={**FAST, "epochs": 1})
-    detector.fit(samples.background_train, samples.background_val, **samples.fit_extras(detector))
+    detector.fit(samples.training_set("train"), samples.training_set("val"))
     scores = detector.score_all(samples.background_test)
     f = 1 - np.stack([scores[f"channel_{name}"] for name in detector.feature_groups_], axis=1)
     np.testing.assert_allclose(1 - scores[GLOBAL], np.prod(f, axis=1), rtol=1e-8)

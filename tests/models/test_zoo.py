@@ -14,6 +14,7 @@ from sklearn.metrics import roc_auc_score
 
 from hepad_cli.errors import ConfigError
 from hepad_cli.models.dense_ae import DenseAutoencoder
+from hepad_cli.models.keras_detector import KerasDetector
 from hepad_cli.models.sklearn_detectors import (
     GaussianMixtureDetector,
     IsolationForestDetector,
@@ -66,21 +67,22 @@ def test_every_detector_separates_a_clearly_different_signal(name, feature_data)
         np.r_[np.zeros(len(test)), np.ones(len(signal))], np.r_[scores["background"], scores["signal"]]
     )
     assert auc > 0.7, (name, auc)
-    if hasattr(detector, "score_all"):
-        for values in detector.score_all(signal).values():
-            assert values.shape == (len(signal),) and np.isfinite(values).all()
+    all_scores = detector.score_all(signal)
+    assert list(all_scores) == detector.score_names
+    for values in all_scores.values():
+        assert values.shape == (len(signal),) and np.isfinite(values).all()
 
 
 @pytest.mark.parametrize("name", ["vae", "dense_ae", "iforest", "ocsvm", "gmm"])
 def test_save_and_load_give_the_same_scores_without_pickle(name, feature_data, tmp_path):
     train, val, test, _ = feature_data
     detector = detector_zoo()[name]
-    if hasattr(detector, "trainer"):
+    if isinstance(detector, KerasDetector):
         detector.trainer["epochs"] = 2
     detector.fit(train[:300], val)
     detector.save(tmp_path)
     for path in tmp_path.iterdir():
-        assert path.suffix in (".json", ".npz", ".keras"), path  # no pickle, no joblib
+        assert path.suffix in (".json", ".npz", ".keras", ".skops"), path  # no pickle, no joblib
     loaded = type(detector).load(tmp_path)
     np.testing.assert_allclose(loaded.score(test), detector.score(test), rtol=1e-6, atol=1e-9)
 
@@ -88,8 +90,29 @@ def test_save_and_load_give_the_same_scores_without_pickle(name, feature_data, t
 # --- scikit-learn detectors against scikit-learn itself ---------------------------------------------
 
 
+def _any_python_function(x):
+    return x
+
+
+def test_a_saved_estimator_holding_other_types_is_refused(feature_data, tmp_path):
+    """skops loads only the types a detector declares: a file with anything else is not loaded."""
+    import skops.io
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    from hepad_cli.errors import DataError
+
+    train = feature_data[0]
+    detector = GaussianMixtureDetector(n_components=2, seed=0).fit(train)
+    detector.save(tmp_path)
+    foreign = make_pipeline(FunctionTransformer(_any_python_function)).fit(train)
+    skops.io.dump(foreign, tmp_path / "estimator.skops")
+    with pytest.raises(DataError, match="refusing to load"):
+        GaussianMixtureDetector.load(tmp_path)
+
+
 @pytest.mark.parametrize("max_features", [1.0, 0.5])
-def test_isolation_forest_numpy_scores_equal_scikit_learn(feature_data, max_features):
+def test_isolation_forest_scores_equal_scikit_learn(feature_data, max_features):
     from sklearn.ensemble import IsolationForest
 
     train, _, test, signal = feature_data
@@ -312,9 +335,9 @@ def test_every_detector_is_fitted_on_background_training_events_only(model, tmp_
     seen = []
     original_fit = cls.fit
 
-    def recording_fit(self, x_train, x_val=None):
-        seen.append((x_train.copy(), None if x_val is None else x_val.copy()))
-        return original_fit(self, x_train, x_val)
+    def recording_fit(self, train, val=None):
+        seen.append((train.copy(), None if val is None else val.copy()))
+        return original_fit(self, train, val)
 
     monkeypatch.setattr(cls, "fit", recording_fit)
     report = run(cfg, tmp_path / "run")
@@ -326,8 +349,8 @@ def test_every_detector_is_fitted_on_background_training_events_only(model, tmp_
     test_rows = {row.tobytes() for row in samples.background_test}
     for row in np.r_[x_train, x_val]:
         assert row.tobytes() not in signal_rows and row.tobytes() not in test_rows
-    assert set(report["signals"]) == {"w", "z", "top"}
-    latency = report["inference_seconds_per_event"]
+    assert set(report.signals) == {"w", "z", "top"}
+    latency = report.inference_seconds_per_event
     assert latency["batch_of_one"]["seconds_per_event"] > 0 and latency["bulk"]["seconds_per_event"] > 0
 
 

@@ -12,6 +12,8 @@ import numpy as np
 from hepad_cli.errors import ConfigError
 from hepad_cli.evaluation import metrics, plots
 from hepad_cli.io import atomic_path
+from hepad_cli.report import SignalResult
+from hepad_cli.validation import check_bool, check_int, check_number, is_number
 
 log = logging.getLogger(__name__)
 
@@ -31,40 +33,40 @@ class EvaluatorSettings:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if not isinstance(self.n_bootstrap, int) or self.n_bootstrap < 0:
-            raise ConfigError(
-                f"evaluator.n_bootstrap must be a non-negative integer, got {self.n_bootstrap!r}"
-            )
-        for name in ("latency_repeats", "latency_bulk_size", "latency_bulk_repeats"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ConfigError(f"evaluator.{name} must be a positive integer, got {value!r}")
-        if not 0 < self.confidence_level < 1:
-            raise ConfigError(f"evaluator.confidence_level must be in (0, 1), got {self.confidence_level!r}")
-        if any(not 0 < f < 1 for f in self.fprs):
-            raise ConfigError(f"evaluator.fprs must lie in (0, 1), got {list(self.fprs)}")
+        check_int("evaluator.n_bootstrap", self.n_bootstrap, minimum=0)
+        for name in (
+            "latency_repeats",
+            "latency_bulk_size",
+            "latency_bulk_repeats",
+            "min_background_above",
+            "latent_max_points",
+        ):
+            check_int(f"evaluator.{name}", getattr(self, name))
+        check_int("evaluator.reconstruction_examples", self.reconstruction_examples, minimum=0)
+        check_bool("evaluator.plots", self.plots)
+        check_number("evaluator.confidence_level", self.confidence_level, 0, 1, low_open=True, high_open=True)
+        if not isinstance(self.fprs, list | tuple) or any(
+            not is_number(f) or not 0 < f < 1 for f in self.fprs
+        ):
+            raise ConfigError(f"evaluator.fprs must be a list of numbers in (0, 1), got {self.fprs!r}")
 
 
-def score_samples_by_name(detector, samples) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, float]]:
-    """{score name: {sample: scores}} for every score the detector offers, primary (score_name) first.
-
-    A detector with several scores exposes ``score_all(x) -> {name: scores}`` (computed in one pass);
-    any other detector has the single score ``score(x)`` under its ``score_name``.
-    """
+def score_samples_by_name(
+    detector, named_samples: dict[str, np.ndarray]
+) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, float]]:
+    """{score name: {sample: scores}} for every score the detector offers (``score_all``), primary
+    (``score_name``) first, and the scoring time per event of each sample."""
     primary = detector.score_name
     by_name: dict[str, dict[str, np.ndarray]] = {primary: {}}
     timing = {}
-    for sample, x in samples.named_test_samples().items():
+    for sample, x in named_samples.items():
         start = time.perf_counter()
-        if hasattr(detector, "score_all"):
-            result = dict(detector.score_all(x))
-            if primary not in result:
-                raise RuntimeError(
-                    f"{type(detector).__name__}.score_all gave {sorted(result)}, not its "
-                    f"primary score {primary!r}"
-                )
-        else:
-            result = {primary: detector.score(x)}
+        result = dict(detector.score_all(x))
+        if primary not in result:
+            raise RuntimeError(
+                f"{type(detector).__name__}.score_all gave {sorted(result)}, "
+                f"not its primary score {primary!r}"
+            )
         timing[sample] = (time.perf_counter() - start) / max(len(x), 1)
         for name, values in result.items():
             values = np.asarray(values, dtype=np.float64)
@@ -111,7 +113,8 @@ def inference_latency(detector, x: np.ndarray, settings: EvaluatorSettings) -> d
     }
 
 
-def signal_metrics(scores: dict[str, np.ndarray], settings: EvaluatorSettings) -> dict[str, dict]:
+def signal_metrics(scores: dict[str, np.ndarray], settings: EvaluatorSettings) -> dict[str, SignalResult]:
+    """AUC with its bootstrap interval and TPR at fixed FPR of every signal against the background."""
     background = scores["background"]
     result = {}
     for name, values in scores.items():
@@ -120,15 +123,14 @@ def signal_metrics(scores: dict[str, np.ndarray], settings: EvaluatorSettings) -
         auc, interval = metrics.auc_with_interval(
             background, values, settings.n_bootstrap, settings.seed, settings.confidence_level
         )
-        result[name] = {
-            "auc": auc,
-            f"auc_interval_{round(settings.confidence_level * 100)}": list(interval),
-            "tpr_at_fpr": metrics.tpr_at_fpr(
-                background, values, settings.fprs, settings.min_background_above
-            ),
-            "n_signal": int(len(values)),
-            "n_background": int(len(background)),
-        }
+        result[name] = SignalResult(
+            auc=auc,
+            auc_interval=interval,
+            confidence_percent=round(settings.confidence_level * 100),
+            tpr_at_fpr=metrics.tpr_at_fpr(background, values, settings.fprs, settings.min_background_above),
+            n_signal=int(len(values)),
+            n_background=int(len(background)),
+        )
     return result
 
 
@@ -187,16 +189,16 @@ def write_figures(
     radius: float | None,
 ) -> list[str]:
     written = []
-    label = getattr(detector, "score_name", "anomaly score").replace("_", " ")
+    label = detector.score_name.replace("_", " ")
     plots.plot_score_histograms(scores, label, out_dir / "loss_hist.png", title)
     written.append("loss_hist.png")
     curves = {name: metrics.roc_curve_points(scores["background"], scores[name]) for name in signal_results}
-    plots.plot_roc(curves, {n: r["auc"] for n, r in signal_results.items()}, out_dir / "roc.png", title)
+    plots.plot_roc(curves, {n: r.auc for n, r in signal_results.items()}, out_dir / "roc.png", title)
     written.append("roc.png")
-    if getattr(detector, "history_", None):
+    if detector.history_:
         plots.plot_history(detector.history_, out_dir / "history.png", title)
         written.append("history.png")
-    if hasattr(detector, "encode"):
+    if detector.has_latent_space:
         latent = {
             name: detector.encode(x[: settings.latent_max_points])
             for name, x in samples.named_test_samples().items()
@@ -215,7 +217,7 @@ def write_figures(
             latent, axis_labels, out_dir / "latent.png", title, settings.latent_max_points, settings.seed
         )
         written.append("latent.png")
-    if hasattr(detector, "reconstruct") and samples.representation == "image":
+    if detector.reconstructs_input and samples.representation == "image":
         n = max(settings.reconstruction_examples, 1)
         tests = samples.named_test_samples()
         subset = {name: x[: max(n, 500)] for name, x in tests.items()}

@@ -1,0 +1,175 @@
+"""The dataset contract: a dataset implements ``read`` and nothing else; this base turns what it read into
+``Samples``. docs/design.md walks through adding a dataset.
+
+The base owns, once for every dataset: the seeded subsample (``subsample_rows``), the seeded background
+split (stratified by label for labelled data), the input scaler (built from ``data.scaling``, fitted on
+background training events only, kept in ``Samples.preprocessing`` and saved with the model), the checks
+every sample needs (no empty signal) and the construction of ``Samples``.
+
+Settings come from the dataset's YAML file (conf/data/); the constructors have no defaults of their own.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import numpy as np
+
+from hepad_cli.data.samples import EVENT_WEIGHT, Samples, split_background
+from hepad_cli.data.scaling import build_scaler
+from hepad_cli.errors import DataError
+from hepad_cli.validation import check_choice, check_int
+
+log = logging.getLogger(__name__)
+
+TRAINING_MODES = ("weak", "good_only")
+
+
+@dataclass
+class EventSample:
+    """events: (n, ...) detector inputs as read; observables: per-event quantities that are not inputs
+    (mass and pT in GeV, weights, flags), each (n,)."""
+
+    events: np.ndarray
+    observables: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name, values in self.observables.items():
+            if len(values) != len(self.events):
+                raise DataError(
+                    f"observable {name!r} has {len(values)} entries for {len(self.events)} events"
+                )
+
+    def __len__(self) -> int:
+        return len(self.events)
+
+    def select(self, rows: np.ndarray) -> EventSample:
+        return EventSample(self.events[rows], {k: v[rows] for k, v in self.observables.items()})
+
+
+@dataclass
+class DatasetContent:
+    """What ``Dataset.read`` returns: the background (every event that may be trained on), the named
+    signals (scored only), and the provenance of each file read.
+
+    Labelled data (weak supervision, e.g. CMS lumisections): ``labels`` gives each background event a
+    global label (1 = good, 0 = anomalous). The split is then stratified by label; anomalous test events
+    become the signal ``anomalous_name``; ``training="weak"`` trains on good and anomalous events with
+    their labels (and the ``EVENT_WEIGHT`` observable as weights), ``"good_only"`` on good events only.
+    """
+
+    background: EventSample
+    signals: dict[str, EventSample]
+    provenance: list[dict]
+    labels: np.ndarray | None = None
+    anomalous_name: str = "anomalous"
+    training: str = "good_only"
+    supervision: str | None = None
+    feature_groups: dict[str, list[int]] | None = None
+
+
+class Dataset(ABC):
+    """Base of every dataset: ``read()`` → DatasetContent; ``load()`` → Samples (subsample, split, scale).
+
+    ``split``: fractions of the background for train/val/test; ``scaling``: "standard" or None;
+    ``seed``: the run's seed (split and subsample).
+    """
+
+    representation: ClassVar[str] = "features"
+
+    def __init__(self, *, split: dict, seed: int, scaling: str | None) -> None:
+        self.split = dict(split)
+        self.seed = check_int("seed", seed, minimum=0, error=DataError)
+        self.scaling = scaling
+        build_scaler(scaling)  # checks the value now, before any reading
+
+    @abstractmethod
+    def read(self) -> DatasetContent:
+        """Fetch or generate (and verify) the files, read them, and return the events as the detector sees
+        them, before split and scaling."""
+
+    def subsample_rows(self, n_events: int, limit: int | None, seed_offset: int = 0) -> np.ndarray | None:
+        """Sorted row numbers of a seeded subsample of ``limit`` of ``n_events`` rows (None: take all)."""
+        if limit is None or limit >= n_events:
+            return None
+        return np.sort(np.random.default_rng(self.seed + seed_offset).choice(n_events, limit, replace=False))
+
+    def load(self) -> Samples:
+        content = self.read()
+        for name, sample in content.signals.items():
+            if len(sample) == 0:
+                raise DataError(f"signal '{name}' is empty: no events to score")
+        if content.labels is None:
+            parts = {
+                name: content.background.select(rows)
+                for name, rows in split_background(len(content.background), self.split, self.seed).items()
+            }
+            signals = content.signals
+            labels = {"train": None, "val": None}
+        else:
+            parts, signals, labels = self._split_labelled(content)
+        weak = content.labels is not None and content.training == "weak"
+        scaler = build_scaler(self.scaling)
+        if scaler is not None:
+            scaler.fit(parts["train"].events)
+            log.info("StandardScaler fitted on %d background training events only", scaler.n_fitted_)
+        transform = scaler.transform if scaler is not None else (lambda x: x)
+        return Samples(
+            background_train=transform(parts["train"].events),
+            background_val=transform(parts["val"].events),
+            background_test=transform(parts["test"].events),
+            signals={name: transform(sample.events) for name, sample in signals.items()},
+            observables={"background": parts["test"].observables}
+            | {name: sample.observables for name, sample in signals.items()},
+            provenance=content.provenance,
+            representation=self.representation,
+            train_labels=labels["train"] if weak else None,
+            val_labels=labels["val"] if weak else None,
+            train_weights=_weights(parts["train"]) if weak else None,
+            val_weights=_weights(parts["val"]) if weak else None,
+            feature_groups=content.feature_groups,
+            supervision=content.supervision if weak else None,
+            preprocessing=scaler,
+        )
+
+    def _split_labelled(self, content: DatasetContent):
+        """Split stratified by label; anomalous test events become a signal; good-only training drops the
+        anomalous training and validation events."""
+        check_choice("data.training", content.training, TRAINING_MODES, error=DataError)
+        labels = np.asarray(content.labels)
+        rows = stratified_split(labels, self.split, self.seed)
+        test = rows["test"]
+        signals = {
+            content.anomalous_name: content.background.select(test[labels[test] == 0]),
+            **content.signals,
+        }
+        if content.training == "good_only":
+            rows["train"] = rows["train"][labels[rows["train"]] == 1]
+            rows["val"] = rows["val"][labels[rows["val"]] == 1]
+        rows["test"] = test[labels[test] == 1]
+        parts = {name: content.background.select(r) for name, r in rows.items()}
+        split_labels = {name: labels[rows[name]].astype(np.float32) for name in ("train", "val")}
+        return parts, signals, split_labels
+
+
+def _weights(sample: EventSample) -> np.ndarray | None:
+    weights = sample.observables.get(EVENT_WEIGHT)
+    return None if weights is None else np.asarray(weights, dtype=np.float32)
+
+
+def stratified_split(labels: np.ndarray, fractions: dict[str, float], seed: int) -> dict[str, np.ndarray]:
+    """Seeded train/val/test row numbers with the good/bad proportions of the whole sample in each part."""
+    parts: dict[str, list[np.ndarray]] = {"train": [], "val": [], "test": []}
+    for offset, label in enumerate((1, 0)):
+        rows = np.flatnonzero(labels == label)
+        what = "good" if label == 1 else "anomalous"
+        try:
+            split = split_background(len(rows), fractions, seed + offset)
+        except DataError as error:
+            raise DataError(f"{what} events: {error}") from error
+        for name, index in split.items():
+            parts[name].append(rows[index])
+    return {name: np.sort(np.concatenate(chunks)) for name, chunks in parts.items()}

@@ -1,0 +1,185 @@
+"""One base owns training for every Keras detector, on every Keras backend (TensorFlow, JAX, PyTorch).
+
+``KerasDetector`` does, once: seeding, compile and fit with the trainer settings (callbacks, progress
+bar, history), batched scoring, and save/load of every network in Keras' safe ``.keras`` format. A
+detector provides only (the pattern of PyOD's deep-detector base):
+
+- ``build_networks(event_shape) -> {name: keras.Model}``: the networks, saved as ``<name>.keras``;
+- ``forward(networks, inputs, training, seed_generator)``: the training forward pass (any structure);
+- ``loss_terms(inputs, targets, outputs, networks) -> {"loss": total, other named terms}``, written with
+  ``keras.ops`` so it runs on every backend; every term is reported per epoch in ``history_``;
+- ``score_batch(x) -> {score name: (n,) float64}``: the scores of one batch of events.
+
+Training runs through ``keras.Model.fit`` with ``compute_loss`` overridden (no backend-specific
+gradient code), so the same detector trains under any ``KERAS_BACKEND``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from hepad_cli.data.samples import TrainingSet
+from hepad_cli.errors import ConfigError
+from hepad_cli.io import atomic_path, atomic_write_json
+from hepad_cli.models.base import Detector
+from hepad_cli.models.training import TrainerSettings, fit_keras, seed_everything
+
+STATE_FILE = "state.json"
+
+
+class KerasDetector(Detector):
+    """Base of the Keras detectors; see the module docstring for what a subclass provides."""
+
+    #: Named loss terms the subclass's ``loss_terms`` returns ("loss" is the one minimised).
+    loss_names: ClassVar[tuple[str, ...]] = ("loss",)
+    score_batch_size: ClassVar[int] = 4096
+
+    def __init__(self, trainer: dict | None = None, seed: int = 0) -> None:
+        self.trainer = dict(trainer or {})
+        self.seed = seed
+        TrainerSettings.from_config(self.trainer)
+
+    # --- what a subclass provides ------------------------------------------------------------------
+
+    def build_networks(self, event_shape: tuple[int, ...]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def forward(self, networks: dict, inputs, training: bool, seed_generator):
+        raise NotImplementedError
+
+    def loss_terms(self, inputs, targets, outputs, networks: dict) -> dict:
+        raise NotImplementedError
+
+    def score_batch(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    # Optional hooks: what the detector takes from its training set before building (e.g. channel
+    # groups), the arrays fit sees, extra state to save, and work after fitting or loading.
+    def prepare(self, train: TrainingSet) -> None:
+        """Learn settings from the training set before the networks are built (none by default)."""
+
+    def training_arrays(self, data: TrainingSet) -> tuple[Any, Any]:
+        """(inputs, targets) that ``fit`` passes to the networks: the events alone by default."""
+        return data.x, None
+
+    def extra_state(self) -> dict:
+        return {}
+
+    def restore_state(self, state: dict) -> None:
+        """Set what ``extra_state`` saved (nothing by default)."""
+
+    def on_networks_ready(self) -> None:
+        """Called after fit and after load (e.g. to cache weights for NumPy scoring)."""
+
+    # --- training ----------------------------------------------------------------------------------
+
+    def fit(self, train: np.ndarray | TrainingSet, val: np.ndarray | TrainingSet | None = None):
+        settings = TrainerSettings.from_config(self.trainer)
+        train = train if isinstance(train, TrainingSet) else TrainingSet(train)
+        if val is None:
+            val = TrainingSet(
+                train.x[:0],
+                None if train.labels is None else train.labels[:0],
+                None if train.weights is None else train.weights[:0],
+                train.column_groups,
+            )
+        elif not isinstance(val, TrainingSet):
+            val = TrainingSet(val)
+        if not self.needs_labels and train.labels is not None:
+            raise ConfigError(f"{type(self).__name__} trains on background only and takes no labels")
+        seed_everything(self.seed)
+        self.prepare(train)
+        self.event_shape_ = tuple(int(v) for v in train.x.shape[1:])
+        self.networks_ = self.build_networks(self.event_shape_)
+        model = training_model(self)
+        inputs, targets = self.training_arrays(train)
+        val_inputs, val_targets = self.training_arrays(val)
+        self.history_ = fit_keras(model, inputs, targets, val_inputs, val_targets, settings)
+        self.on_networks_ready()
+        return self
+
+    # --- scoring -----------------------------------------------------------------------------------
+
+    def predict(self, name: str, batch):
+        """Network ``name`` on one batch, as NumPy (Keras' compiled predict step, no per-call pipeline)."""
+        outputs = self.networks_[name].predict_on_batch(batch)
+        if isinstance(outputs, list | tuple):
+            return [np.asarray(o) for o in outputs]
+        return np.asarray(outputs)
+
+    def batches(self, x: np.ndarray):
+        for start in range(0, len(x), self.score_batch_size):
+            yield np.asarray(x[start : start + self.score_batch_size], dtype=np.float32)
+
+    def score_all(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        parts = [self.score_batch(batch) for batch in self.batches(x)]
+        return {
+            name: np.concatenate([p[name] for p in parts]) if parts else np.zeros(0)
+            for name in self.score_names
+        }
+
+    def score(self, x: np.ndarray) -> np.ndarray:
+        return self.score_all(x)[self.score_name]
+
+    # --- persistence -------------------------------------------------------------------------------
+
+    def save(self, directory: str | Path) -> None:
+        directory = Path(directory)
+        self._save_params(directory)
+        for name, network in self.networks_.items():
+            with atomic_path(directory / f"{name}.keras", suffix=".partial.keras") as tmp:
+                network.save(tmp)
+        atomic_write_json(
+            directory / STATE_FILE,
+            {"networks": list(self.networks_), "event_shape": list(self.event_shape_), **self.extra_state()},
+        )
+
+    @classmethod
+    def load(cls, directory: str | Path) -> KerasDetector:
+        import keras
+
+        directory = Path(directory)
+        detector = cls(**cls._read_params(directory))
+        state = json.loads((directory / STATE_FILE).read_text())
+        detector.networks_ = {
+            name: keras.saving.load_model(directory / f"{name}.keras", safe_mode=True)
+            for name in state.pop("networks")
+        }
+        detector.event_shape_ = tuple(state.pop("event_shape"))
+        detector.restore_state(state)
+        detector.on_networks_ready()
+        return detector
+
+
+def training_model(detector: KerasDetector):
+    """A keras.Model around the detector's networks whose loss is the detector's ``loss_terms``."""
+    import keras
+
+    class TrainingModel(keras.Model):
+        def __init__(self, networks: dict, **kwargs):
+            super().__init__(name=f"{type(detector).__name__}_training", **kwargs)
+            self.networks = networks
+            self.seed_generator = keras.random.SeedGenerator(detector.seed)
+            self.term_trackers = [keras.metrics.Mean(name=name) for name in detector.loss_names]
+
+        @property
+        def metrics(self):
+            return self.term_trackers
+
+        def call(self, inputs, training=False):
+            return detector.forward(self.networks, inputs, training, self.seed_generator)
+
+        def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+            terms = detector.loss_terms(x, y, y_pred, self.networks)
+            for tracker in self.term_trackers:
+                tracker.update_state(terms[tracker.name])
+            return terms["loss"]
+
+        def compute_metrics(self, x, y, y_pred, sample_weight=None):
+            return {tracker.name: tracker.result() for tracker in self.term_trackers}
+
+    return TrainingModel(detector.networks_)

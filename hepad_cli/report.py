@@ -1,0 +1,172 @@
+"""auc.json, the report of one run: the only code that writes and reads it.
+
+``RunReport`` is written by the pipeline at the end of a complete run and read back by the sweep summary,
+the Optuna objective, and any tool that applies a finished run. The file's keys are the output contract
+documented in the README; readers never parse it by string elsewhere.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hepad_cli.errors import DataError
+from hepad_cli.io import atomic_write_json
+
+FILE = "auc.json"
+
+
+class ReportError(DataError):
+    """An auc.json that is missing, truncated or not in the report's layout."""
+
+
+@dataclass
+class SignalResult:
+    """Separation of one signal from the background test sample by one score."""
+
+    auc: float
+    auc_interval: tuple[float, float]
+    confidence_percent: int
+    tpr_at_fpr: dict[str, float | None]
+    n_signal: int
+    n_background: int
+
+    def to_dict(self) -> dict:
+        return {
+            "auc": self.auc,
+            f"auc_interval_{self.confidence_percent}": list(self.auc_interval),
+            "tpr_at_fpr": self.tpr_at_fpr,
+            "n_signal": self.n_signal,
+            "n_background": self.n_background,
+        }
+
+    @classmethod
+    def from_dict(cls, entry: dict) -> SignalResult:
+        interval_key = next(k for k in entry if k.startswith("auc_interval_"))
+        low, high = entry[interval_key]
+        return cls(
+            auc=float(entry["auc"]),
+            auc_interval=(low, high),
+            confidence_percent=int(interval_key.rsplit("_", 1)[1]),
+            tpr_at_fpr=dict(entry["tpr_at_fpr"]),
+            n_signal=int(entry["n_signal"]),
+            n_background=int(entry["n_background"]),
+        )
+
+
+# Keys the report owns; anything else in the file is a detector's own section (``sections``).
+_CORE_KEYS = (
+    "score",
+    "signals",
+    "scores_by_name",
+    "supervision",
+    "events",
+    "data_verified",
+    "unverified_files",
+    "warnings",
+    "scoring_seconds_per_event",
+    "inference_seconds_per_event",
+    "timing_s",
+    "figures",
+)
+
+
+@dataclass
+class RunReport:
+    """What auc.json holds. ``signals``: the primary score's results per signal; ``scores_by_name``: every
+    score's results (detectors with several scores); ``sections``: detector-specific entries."""
+
+    score: str
+    signals: dict[str, SignalResult]
+    events: dict[str, int]
+    data_verified: bool
+    unverified_files: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    scores_by_name: dict[str, dict[str, SignalResult]] | None = None
+    supervision: str | None = None
+    sections: dict[str, Any] = field(default_factory=dict)
+    scoring_seconds_per_event: dict[str, float] = field(default_factory=dict)
+    inference_seconds_per_event: dict[str, Any] = field(default_factory=dict)
+    timing_s: dict[str, float] = field(default_factory=dict)
+    figures: list[str] = field(default_factory=list)
+
+    def mean_auc(self) -> float:
+        """The mean AUC over the signals (what an optimising sweeper maximises)."""
+        return sum(r.auc for r in self.signals.values()) / len(self.signals)
+
+    def bulk_seconds_per_event(self) -> float | None:
+        """Bulk per-event scoring time as the run measured it (median of repeated calls)."""
+        value = (self.inference_seconds_per_event.get("bulk") or {}).get("seconds_per_event")
+        return float(value) if isinstance(value, int | float) else None
+
+    def to_dict(self) -> dict:
+        out: dict[str, Any] = {
+            "score": self.score,
+            "signals": {name: r.to_dict() for name, r in self.signals.items()},
+        }
+        if self.scores_by_name:
+            out["scores_by_name"] = {
+                score: {name: r.to_dict() for name, r in results.items()}
+                for score, results in self.scores_by_name.items()
+            }
+        if self.supervision:
+            out["supervision"] = self.supervision
+        out |= self.sections
+        out |= {
+            "events": self.events,
+            "data_verified": self.data_verified,
+            "unverified_files": self.unverified_files,
+            "warnings": self.warnings,
+            "scoring_seconds_per_event": self.scoring_seconds_per_event,
+            "inference_seconds_per_event": self.inference_seconds_per_event,
+            "timing_s": self.timing_s,
+            "figures": self.figures,
+        }
+        return out
+
+    def write(self, directory: str | Path) -> Path:
+        path = Path(directory) / FILE
+        atomic_write_json(path, self.to_dict())
+        return path
+
+    @classmethod
+    def from_dict(cls, data: dict) -> RunReport:
+        return cls(
+            score=str(data["score"]),
+            signals={name: SignalResult.from_dict(e) for name, e in data["signals"].items()},
+            events=dict(data["events"]),
+            data_verified=bool(data["data_verified"]),
+            unverified_files=list(data.get("unverified_files", [])),
+            warnings=list(data.get("warnings", [])),
+            scores_by_name={
+                score: {name: SignalResult.from_dict(e) for name, e in results.items()}
+                for score, results in data["scores_by_name"].items()
+            }
+            if data.get("scores_by_name")
+            else None,
+            supervision=data.get("supervision"),
+            sections={k: v for k, v in data.items() if k not in _CORE_KEYS},
+            scoring_seconds_per_event=dict(data.get("scoring_seconds_per_event", {})),
+            inference_seconds_per_event=dict(data.get("inference_seconds_per_event", {})),
+            timing_s=dict(data.get("timing_s", {})),
+            figures=list(data.get("figures", [])),
+        )
+
+    @classmethod
+    def read(cls, directory: str | Path) -> RunReport:
+        """The report of the run in ``directory``; ReportError names what is wrong with the file."""
+        path = Path(directory) / FILE
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise ReportError(f"{path} does not exist: the run did not complete") from None
+        except (OSError, ValueError) as error:
+            raise ReportError(f"{path} is unreadable or truncated ({error})") from None
+        try:
+            return cls.from_dict(data)
+        except (KeyError, TypeError, ValueError, StopIteration, AttributeError) as error:
+            raise ReportError(
+                f"{path} is not a hepad run report (missing or malformed {error}); was it edited by hand?"
+            ) from None

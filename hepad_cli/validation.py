@@ -1,0 +1,109 @@
+"""Checks of config values, each raising an error that names the key, the value and what would be right.
+
+Every constructor validates its settings with these, so a mistake fails before any data or training work.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+from hepad_cli.errors import ConfigError
+
+
+def _fail(error: type[Exception], key: str, wanted: str, value: Any, hint: str) -> None:
+    raise error(f"{key} must be {wanted}, got {value!r}{f' ({hint})' if hint else ''}")
+
+
+def is_integer(value: Any) -> bool:
+    """An int (NumPy integers too), but not a bool."""
+    import numpy as np
+
+    return isinstance(value, int | np.integer) and not isinstance(value, bool)
+
+
+def is_number(value: Any) -> bool:
+    import numpy as np
+
+    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
+
+
+def check_int(
+    key: str,
+    value: Any,
+    minimum: int = 1,
+    allow_none: bool = False,
+    hint: str = "",
+    error: type[Exception] = ConfigError,
+) -> int | None:
+    """An integer ≥ minimum (a positive integer by default), or None where allowed."""
+    if allow_none and value is None:
+        return None
+    if not is_integer(value) or value < minimum:
+        wanted = {1: "a positive integer", 0: "a non-negative integer"}.get(
+            minimum, f"an integer >= {minimum}"
+        )
+        _fail(error, key, wanted + (" or null" if allow_none else ""), value, hint)
+    return int(value)
+
+
+def check_number(
+    key: str,
+    value: Any,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+    allow_none: bool = False,
+    hint: str = "",
+    error: type[Exception] = ConfigError,
+) -> float | None:
+    """A finite number in the interval given by low/high (open ends where *_open), or None where allowed."""
+    if allow_none and value is None:
+        return None
+    ok = is_number(value) and math.isfinite(float(value))
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low
+    if ok and high is not None:
+        ok = value < high if high_open else value <= high
+    if not ok:
+        if low == 0 and high is None:
+            wanted = "a positive number" if low_open else "a non-negative number"
+        elif low is None and high is None:
+            wanted = "a finite number"
+        else:
+            left = "(" if low_open else "["
+            right = ")" if high_open else "]"
+            lower, upper = "-inf" if low is None else low, "inf" if high is None else high
+            wanted = f"a number in {left}{lower}, {upper}{right}"
+        _fail(error, key, wanted + (" or null" if allow_none else ""), value, hint)
+    return float(value)
+
+
+def check_int_list(
+    key: str, value: Any, allow_empty: bool = True, hint: str = "", error: type[Exception] = ConfigError
+) -> list[int]:
+    """A list of positive integers (layer sizes)."""
+    if (
+        not isinstance(value, list | tuple)
+        or (not allow_empty and not value)
+        or not all(is_integer(v) and v > 0 for v in value)
+    ):
+        _fail(error, key, "a list of positive integers", value, hint or "e.g. [10]")
+    return [int(v) for v in value]
+
+
+def check_bool(key: str, value: Any, error: type[Exception] = ConfigError) -> bool:
+    if not isinstance(value, bool):
+        _fail(error, key, "true or false", value, "")
+    return value
+
+
+def check_choice(
+    key: str, value: Any, options: Iterable[Any], hint: str = "", error: type[Exception] = ConfigError
+) -> Any:
+    options = list(options)
+    if value not in options:
+        _fail(error, key, f"one of {options}", value, hint)
+    return value
