@@ -2,9 +2,11 @@
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+comma := ,
+# GPU=1 adds the gpu extra (JAX with CUDA); the stamp differs so switching reinstalls.
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)$(if $(GPU),-gpu)
 
-.PHONY: help install run test sweep lint format bench bench-smoke clean
+.PHONY: help install run test sweep lint format bench bench-smoke bench-gpu clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -13,10 +15,10 @@ $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH (or make PYTHON=/path/to/python3.11)"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test$(if $(GPU),$(comma)gpu)]'
 	rm -f $(VENV)/.installed-* && touch $@
 
-install: $(STAMP)  ## create .venv and install hepad with its test tools
+install: $(STAMP)  ## create .venv and install hepad with its test tools (GPU=1: also JAX with CUDA)
 
 run: install  ## the embedded default: generate Pythia jets, train the conv AE, write outputs/...
 	$(BIN)/hepad-run $(ARGS)
@@ -40,6 +42,9 @@ bench: install  ## benchmark suite: prints a table, writes benchmarks/results.js
 
 bench-smoke: install  ## the benchmark suite at tiny sizes
 	$(BIN)/python benchmarks/run.py --smoke
+
+bench-gpu: install  ## training throughput on the visible accelerator: writes benchmarks/results-gpu.json
+	$(BIN)/python benchmarks/run.py --gpu $(ARGS)
 
 clean:  ## remove the venv, build files and caches (keeps data/ and outputs/)
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache

@@ -3,6 +3,8 @@
     python benchmarks/run.py                      # full suite (15-30 min), writes benchmarks/results.json
     python benchmarks/run.py --smoke --output x.json   # tiny sizes, seconds (runs in the test suite)
     python benchmarks/run.py --only images,trigger
+    python benchmarks/run.py --gpu                # training throughput on the visible accelerator,
+                                                  # writes benchmarks/results-gpu.json
 
 Every figure times its baseline and our path in the same run, alternating them, ``--repeats`` times
 (at least 5 in full mode), and reports medians, because absolute times drift on a shared machine. It
@@ -23,13 +25,14 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
 from bench_common import REPO, Figure, Settings, Side, fmt_seconds
 
 FIGURES = ("images", "toptagging", "pythia", "training", "trigger", "bulk", "run")
+GPU_FIGURES = ("gpu",)
 PACKAGES = (
     "numpy",
     "numba",
@@ -37,7 +40,11 @@ PACKAGES = (
     "pandas",
     "tables",
     "tensorflow-cpu",
+    "tensorflow",
     "keras",
+    "jax",
+    "jaxlib",
+    "torch",
     "scikit-learn",
     "pythia8mc",
     "hydra-core",
@@ -156,9 +163,11 @@ def figure_run(settings: Settings) -> list[Figure]:
 
 def registry() -> dict[str, Callable[[Settings], Figure | list[Figure]]]:
     import bench_data
+    import bench_gpu
     import bench_models
 
     return {
+        "gpu": bench_gpu.figure_gpu,
         "images": bench_data.figure_images,
         "toptagging": bench_data.figure_toptagging,
         "pythia": bench_data.figure_pythia,
@@ -198,22 +207,26 @@ def main(argv: list[str] | None = None) -> int:
         "--output", type=Path, default=None, help="JSON path (default benchmarks/results.json)"
     )
     parser.add_argument("--only", default=None, help=f"comma-separated subset of {','.join(FIGURES)}")
+    parser.add_argument(
+        "--gpu", action="store_true", help="training throughput on the visible accelerator (results-gpu.json)"
+    )
     parser.add_argument("--repeats", type=int, default=None, help="runs per side (default 5; smoke 3)")
     parser.add_argument("--run-repeats", type=int, default=2, help="warm `make run` runs (full mode)")
     parser.add_argument(
         "--cache-dir", type=Path, default=REPO / "data" / "bench", help="where generated inputs are kept"
     )
     args = parser.parse_args(argv)
-    names = FIGURES if args.only is None else tuple(n.strip() for n in args.only.split(",") if n.strip())
-    unknown = sorted(set(names) - set(FIGURES))
+    known = GPU_FIGURES if args.gpu else FIGURES
+    names = known if args.only is None else tuple(n.strip() for n in args.only.split(",") if n.strip())
+    unknown = sorted(set(names) - set(known))
     if unknown:
-        parser.error(f"unknown figures {unknown}; choose from {', '.join(FIGURES)}")
+        parser.error(f"unknown figures {unknown}; choose from {', '.join(known)}")
     repeats = args.repeats or (3 if args.smoke else 5)
     if not args.smoke and repeats < 5:
         parser.error("full mode needs --repeats >= 5 (medians of at least five runs)")
-    output = args.output or (REPO / "benchmarks" / "results.json")
+    output = args.output or (REPO / "benchmarks" / ("results-gpu.json" if args.gpu else "results.json"))
     if args.smoke and args.output is None:
-        parser.error("--smoke needs --output, so the committed results.json is never overwritten")
+        parser.error("--smoke needs --output, so the committed results are never overwritten")
 
     started = time.perf_counter()
     info = machine()
@@ -240,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
         print("smoke mode: tiny sizes check that every figure runs; its ratios do not judge the targets")
     print(table(figures))
     results = {
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "mode": "smoke" if args.smoke else "full",
         "repeats": repeats,
         "seconds": round(time.perf_counter() - started, 1),

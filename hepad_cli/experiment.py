@@ -67,6 +67,7 @@ def run(cfg: DictConfig, out_dir: Path, overrides: list[str] | None = None) -> R
         warnings = check(samples)
         with clock.stage("fit"):
             fit(detector, samples)
+        record.add(compute=detector.compute_ or {"device": "cpu", "keras_backend": None})
         save_model(detector, samples, out_dir / MODEL_DIR)
         with clock.stage("score"):
             scored = score(detector, samples.named_test_samples())

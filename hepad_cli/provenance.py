@@ -15,7 +15,11 @@ from hepad_cli.io import atomic_write_json
 PACKAGES = (
     "hepad",
     "tensorflow-cpu",
+    "tensorflow",
     "keras",
+    "jax",
+    "jaxlib",
+    "torch",
     "numpy",
     "h5py",
     "scikit-learn",
@@ -41,7 +45,7 @@ def package_versions() -> dict[str, str | None]:
 
 
 def now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
 def memory_mb() -> dict[str, float | None]:

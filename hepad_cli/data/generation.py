@@ -481,6 +481,14 @@ def _generate(
     settings: GenerationSettings, out_path: Path, n_workers: int | None, progress: bool
 ) -> dict[str, Any]:
     """Generate and write the file; return statistics (events, seconds, workers)."""
+    import importlib.util
+
+    if importlib.util.find_spec("pythia8mc") is None:
+        raise GenerationError(
+            "data=pythia generates jets with Pythia 8 (the pythia8mc package), which is not installed: "
+            "its wheels cover Linux x86-64 and macOS arm64; elsewhere run `pip install pythia8mc` (it builds "
+            "from source) or use another dataset (data=jetnet, data=files)"
+        )
     n_workers = (os.cpu_count() or 1) if n_workers is None else n_workers
     if not _is_int(n_workers) or n_workers < 1:
         raise ValueError(f"n_workers must be a positive integer or None, got {n_workers!r}")

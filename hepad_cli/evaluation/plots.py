@@ -104,7 +104,7 @@ def plot_history(history: Mapping[str, list[float]], path: Path, title: str) -> 
     fig, ax = plt.subplots()
     epochs = np.arange(1, len(history["loss"]) + 1)
     for key, values in history.items():
-        if key in ("learning_rate", "lr"):
+        if key in ("learning_rate", "lr", "epoch_seconds"):
             continue
         ax.plot(
             epochs,

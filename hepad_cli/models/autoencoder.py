@@ -44,7 +44,7 @@ class KerasAutoencoder(KerasDetector):
         return np.concatenate(parts) if parts else np.zeros_like(x)
 
     def encode(self, x: np.ndarray) -> np.ndarray:
-        parts = [np.asarray(self.encoder_.predict_on_batch(batch)) for batch in self.batches(x)]
+        parts = [np.asarray(self.encoder_.predict_on_batch(batch), np.float32) for batch in self.batches(x)]
         return np.concatenate(parts).reshape(len(x), -1) if parts else np.zeros((0, 0), np.float32)
 
     @property

@@ -34,6 +34,8 @@ class Detector(ABC):
     reconstructs_input: ClassVar[bool] = False
     needs_labels: ClassVar[bool] = False
     history_: dict[str, list[float]] | None = None
+    #: Where the fit ran: Keras backend, accelerators, device (None: plain CPU code).
+    compute_: dict | None = None
 
     @abstractmethod
     def fit(self, train: np.ndarray | TrainingSet, val: np.ndarray | TrainingSet | None = None) -> Detector:

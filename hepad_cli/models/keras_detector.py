@@ -26,7 +26,14 @@ from hepad_cli.data.samples import TrainingSet
 from hepad_cli.errors import ConfigError
 from hepad_cli.io import atomic_path, atomic_write_json
 from hepad_cli.models.base import Detector
-from hepad_cli.models.training import TrainerSettings, fit_keras, seed_everything
+from hepad_cli.models.training import (
+    TrainerSettings,
+    compute_record,
+    fit_keras,
+    seed_everything,
+    training_context,
+    use_device_resident,
+)
 
 STATE_FILE = "state.json"
 
@@ -91,25 +98,44 @@ class KerasDetector(Detector):
             val = TrainingSet(val)
         if not self.needs_labels and train.labels is not None:
             raise ConfigError(f"{type(self).__name__} trains on background only and takes no labels")
-        seed_everything(self.seed)
-        self.prepare(train)
-        self.event_shape_ = tuple(int(v) for v in train.x.shape[1:])
-        self.networks_ = self.build_networks(self.event_shape_)
-        model = training_model(self)
-        inputs, targets = self.training_arrays(train)
-        val_inputs, val_targets = self.training_arrays(val)
-        self.history_ = fit_keras(model, inputs, targets, val_inputs, val_targets, settings)
+        with training_context(settings):
+            self.compute_ = compute_record() | {
+                "precision": settings.precision,
+                "distribute": settings.distribute,
+            }
+            seed_everything(self.seed)
+            self.prepare(train)
+            self.event_shape_ = tuple(int(v) for v in train.x.shape[1:])
+            self.networks_ = self.build_networks(self.event_shape_)
+            inputs, targets = self.training_arrays(train)
+            val_inputs, val_targets = self.training_arrays(val)
+            n_train = len(train.x)
+            nbytes = sum(leaf.nbytes for leaf in _leaves((inputs, targets, val_inputs, val_targets)))
+            self.device_resident_ = use_device_resident(settings, nbytes)
+            self.compute_["device_resident"] = self.device_resident_
+            if self.device_resident_:
+                # Train and validation arrays live on the device; fit only sees event numbers.
+                resident = _concatenate((inputs, targets), (val_inputs, val_targets))
+                model = training_model(self, resident)
+                indices = np.arange(n_train + len(val.x), dtype=np.int32)
+                inputs, targets, val_inputs, val_targets = indices[:n_train], None, indices[n_train:], None
+            else:
+                model = training_model(self)
+            self.history_ = fit_keras(model, inputs, targets, val_inputs, val_targets, settings)
+        if settings.distribute != "none":
+            self.networks_ = {name: _undistributed(network) for name, network in self.networks_.items()}
         self.on_networks_ready()
         return self
 
     # --- scoring -----------------------------------------------------------------------------------
 
     def predict(self, name: str, batch):
-        """Network ``name`` on one batch, as NumPy (Keras' compiled predict step, no per-call pipeline)."""
+        """Network ``name`` on one batch, as float32 NumPy arrays whatever the layers' compute precision
+        (Keras' compiled predict step, no per-call pipeline)."""
         outputs = self.networks_[name].predict_on_batch(batch)
         if isinstance(outputs, list | tuple):
-            return [np.asarray(o) for o in outputs]
-        return np.asarray(outputs)
+            return [np.asarray(o, dtype=np.float32) for o in outputs]
+        return np.asarray(outputs, dtype=np.float32)
 
     def batches(self, x: np.ndarray):
         for start in range(0, len(x), self.score_batch_size):
@@ -155,9 +181,19 @@ class KerasDetector(Detector):
         return detector
 
 
-def training_model(detector: KerasDetector):
-    """A keras.Model around the detector's networks whose loss is the detector's ``loss_terms``."""
+def training_model(detector: KerasDetector, resident=None):
+    """A keras.Model around the detector's networks whose loss is the detector's ``loss_terms``.
+
+    With ``resident`` = (inputs, targets) arrays, these are copied once into non-trainable variables (on
+    the accelerator, where there is one) and the model is fed event numbers: each batch is gathered on
+    the device, so only 4 bytes per event cross from the host per step.
+    """
     import keras
+    from keras import ops, tree
+
+    # Arrays are kept as a flat list of variables (Keras tracks lists on every backend) and the structure
+    # (inputs, targets) is rebuilt around the gathered batches.
+    leaves = [] if resident is None else tree.flatten(resident)
 
     class TrainingModel(keras.Model):
         def __init__(self, networks: dict, **kwargs):
@@ -165,15 +201,34 @@ def training_model(detector: KerasDetector):
             self.networks = networks
             self.seed_generator = keras.random.SeedGenerator(detector.seed)
             self.term_trackers = [keras.metrics.Mean(name=name) for name in detector.loss_names]
+            self.resident_events = [
+                keras.Variable(leaf, trainable=False, dtype=str(leaf.dtype), name=f"resident_{i}")
+                for i, leaf in enumerate(leaves)
+                if leaf is not None
+            ]
+
+        def batch(self, x, y):
+            """The events (and targets) of a batch: gathered on the device in resident mode."""
+            if resident is None:
+                return x, y
+            indices = ops.cast(x, "int32")
+            gathered = iter([ops.take(v, indices, axis=0) for v in self.resident_events])
+            return tree.pack_sequence_as(
+                resident, [None if leaf is None else next(gathered) for leaf in leaves]
+            )
 
         @property
         def metrics(self):
             return self.term_trackers
 
         def call(self, inputs, training=False):
+            inputs, _ = self.batch(inputs, None)
             return detector.forward(self.networks, inputs, training, self.seed_generator)
 
         def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+            x, y = self.batch(x, y)
+            # Loss terms in float32 whatever the compute precision of the layers.
+            x, y_pred = (tree.map_structure(_float32, structure) for structure in (x, y_pred))
             terms = detector.loss_terms(x, y, y_pred, self.networks)
             for tracker in self.term_trackers:
                 tracker.update_state(terms[tracker.name])
@@ -183,3 +238,37 @@ def training_model(detector: KerasDetector):
             return {tracker.name: tracker.result() for tracker in self.term_trackers}
 
     return TrainingModel(detector.networks_)
+
+
+def _undistributed(network):
+    """The same network with the same weights, built outside any distribution strategy: scoring and
+    saving then run on one device, as for a network trained without one."""
+    import keras
+
+    copy = keras.models.clone_model(network)
+    copy.set_weights(network.get_weights())
+    return copy
+
+
+def _float32(tensor):
+    from keras import ops
+
+    return None if tensor is None else ops.cast(tensor, "float32")
+
+
+def _leaves(structure) -> list[np.ndarray]:
+    """The arrays of a nested (tuple / list) structure, Nones skipped."""
+    if structure is None:
+        return []
+    if isinstance(structure, list | tuple):
+        return [leaf for item in structure for leaf in _leaves(item)]
+    return [structure]
+
+
+def _concatenate(first, second):
+    """Leaf-wise concatenation of two structures of arrays of the same shape (None stays None)."""
+    if first is None:
+        return None
+    if isinstance(first, list | tuple):
+        return type(first)(_concatenate(a, b) for a, b in zip(first, second, strict=True))
+    return np.ascontiguousarray(np.concatenate([first, second]))

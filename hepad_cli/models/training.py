@@ -1,9 +1,13 @@
-"""The Keras training recipe (trainer config group): callbacks, seed, progress bar."""
+"""The Keras training recipe (trainer config group): callbacks, seed, progress bar, numeric precision,
+several accelerators, and device-resident training data — on every Keras backend."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
+from functools import cache
 
 import numpy as np
 
@@ -11,6 +15,14 @@ from hepad_cli.errors import ConfigError, TrainingError
 from hepad_cli.validation import check_bool, check_choice, check_int, check_number
 
 OPTIMIZERS = ("adam", "adadelta", "sgd", "rmsprop")
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+DISTRIBUTIONS = ("none", "data_parallel")
+RESIDENT = ("auto", "true", "false")
+#: History key of each epoch's wall time in seconds.
+EPOCH_SECONDS = "epoch_seconds"
+#: With device_resident=auto, training data stay on an accelerator when they take at most this share of
+#: its memory (the rest is left for activations and the optimizer).
+RESIDENT_MEMORY_SHARE = 0.4
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +40,9 @@ class TrainerSettings:
     reduce_lr_factor: float = 0.1
     min_learning_rate: float = 1e-6
     progress_bar: bool = True
+    precision: str = "float32"
+    distribute: str = "none"
+    device_resident: str = "auto"
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size"):
@@ -39,6 +54,12 @@ class TrainerSettings:
         check_number("trainer.reduce_lr_factor", self.reduce_lr_factor, 0, 1, low_open=True, high_open=True)
         check_choice("trainer.optimizer", self.optimizer, OPTIMIZERS)
         check_bool("trainer.progress_bar", self.progress_bar)
+        check_choice("trainer.precision", self.precision, PRECISIONS)
+        check_choice("trainer.distribute", self.distribute, DISTRIBUTIONS)
+        # YAML reads true/false as booleans; the setting also takes "auto".
+        if isinstance(self.device_resident, bool):
+            object.__setattr__(self, "device_resident", str(self.device_resident).lower())
+        check_choice("trainer.device_resident", self.device_resident, RESIDENT)
 
     @classmethod
     def from_config(cls, config: dict | None) -> TrainerSettings:
@@ -68,6 +89,140 @@ def seed_everything(seed: int) -> None:
         import torch
 
         torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def accelerators() -> list[str]:
+    """The accelerators (GPUs) the active Keras backend sees; empty on a CPU-only machine."""
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        return [f"{d.platform}:{d.id} {d.device_kind}" for d in jax.devices() if d.platform != "cpu"]
+    if backend == "torch":
+        import torch
+
+        return [f"cuda:{i} {torch.cuda.get_device_name(i)}" for i in range(torch.cuda.device_count())]
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return [device.name for device in tf.config.list_logical_devices("GPU")]
+    return []
+
+
+def accelerator_memory_bytes() -> int | None:
+    """Memory of the first accelerator where the backend reports it (JAX, PyTorch), else None."""
+    import keras
+
+    backend = keras.backend.backend()
+    try:
+        if backend == "jax":
+            import jax
+
+            device = next(d for d in jax.devices() if d.platform != "cpu")
+            return int((device.memory_stats() or {}).get("bytes_limit", 0)) or None
+        if backend == "torch":
+            import torch
+
+            return int(torch.cuda.get_device_properties(0).total_memory)
+    except (StopIteration, RuntimeError, AttributeError):
+        return None
+    return None
+
+
+def compute_record() -> dict:
+    """Which Keras backend and devices a fit ran on (for run_info.json)."""
+    import keras
+
+    found = accelerators()
+    return {
+        "keras_backend": keras.backend.backend(),
+        "keras_version": keras.__version__,
+        "accelerators": found,
+        "device": found[0] if found else "cpu",
+    }
+
+
+def use_device_resident(settings: TrainerSettings, nbytes: int) -> bool:
+    """Keep the training arrays on the accelerator (batches gathered there, no host copy per step)?
+
+    ``auto``: yes when an accelerator is visible and the arrays take at most RESIDENT_MEMORY_SHARE of its
+    memory (4 GB where the backend does not report its memory); ``true`` / ``false`` force it.
+    """
+    if settings.device_resident == "false":
+        return False
+    if settings.distribute != "none":
+        if settings.device_resident == "true":
+            raise ConfigError(
+                "trainer.device_resident=true works on one device; with trainer.distribute=data_parallel "
+                "the batches are split over the devices by Keras: use trainer.device_resident=auto"
+            )
+        return False
+    if settings.device_resident == "true":
+        return True
+    if not accelerators():
+        return False
+    memory = accelerator_memory_bytes()
+    return nbytes <= (RESIDENT_MEMORY_SHARE * memory if memory else 4e9)
+
+
+@contextmanager
+def training_context(settings: TrainerSettings) -> Iterator[None]:
+    """Numeric precision and device distribution while networks are built and trained; restored after,
+    so that jobs of a sweep run one after another do not inherit them."""
+    import keras
+
+    previous = keras.mixed_precision.dtype_policy()
+    keras.mixed_precision.set_dtype_policy(settings.precision)
+    try:
+        if settings.distribute == "none":
+            yield
+        else:
+            with _data_parallel():
+                yield
+    finally:
+        keras.mixed_precision.set_dtype_policy(previous)
+
+
+@contextmanager
+def _data_parallel() -> Iterator[None]:
+    """Every visible device trains on its share of each batch: Keras' distribution API on JAX, a
+    MirroredStrategy on TensorFlow."""
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "jax":
+        devices = keras.distribution.list_devices()
+        log.info("data parallel over %d devices: %s", len(devices), devices)
+        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
+        try:
+            yield
+        finally:
+            keras.distribution.set_distribution(None)
+    elif backend == "tensorflow":
+        import tensorflow as tf
+
+        devices = [d.name for d in tf.config.list_logical_devices("GPU")] or [
+            d.name for d in tf.config.list_logical_devices("CPU")
+        ]
+        log.info("data parallel over %d devices: %s", len(devices), devices)
+        with _mirrored_strategy(tuple(devices)).scope():
+            yield
+    else:
+        raise ConfigError(
+            "trainer.distribute=data_parallel needs KERAS_BACKEND=jax or tensorflow "
+            f"(this run uses {backend}); use trainer.distribute=none"
+        )
+
+
+@cache
+def _mirrored_strategy(devices: tuple[str, ...]):
+    """One MirroredStrategy per device set and process: a second one in the same process reuses the
+    collective-op keys of the first and its all-reduces fail."""
+    import tensorflow as tf
+
+    return tf.distribute.MirroredStrategy(devices=list(devices))
 
 
 def fit_keras(model, x_train, y_train, x_val, y_val, settings: TrainerSettings) -> dict[str, list[float]]:
@@ -121,12 +276,16 @@ def fit_keras(model, x_train, y_train, x_val, y_val, settings: TrainerSettings) 
 
 
 def epoch_progress_callback(epochs: int, enabled: bool = True):
-    """A Keras callback: a tqdm bar per epoch over its batches, and one log line per epoch."""
+    """A Keras callback: a tqdm bar per epoch over its batches, one log line per epoch, and the epoch's
+    wall time (training and validation) in the history as ``epoch_seconds``."""
+    import time
+
     import keras
     from tqdm.auto import tqdm
 
     class EpochProgress(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
+            self.started = time.perf_counter()
             self.bar = tqdm(
                 total=self.params.get("steps"),
                 desc=f"epoch {epoch + 1}/{epochs}",
@@ -142,7 +301,9 @@ def epoch_progress_callback(epochs: int, enabled: bool = True):
 
         def on_epoch_end(self, epoch, logs=None):
             self.bar.close()
-            logs = logs or {}
+            logs = logs if logs is not None else {}
+            # Runs before Keras' History callback, which then records it with the losses.
+            logs[EPOCH_SECONDS] = time.perf_counter() - self.started
             log.info(
                 "epoch %d/%d  loss %.5g  val_loss %.5g  lr %.3g",
                 epoch + 1,

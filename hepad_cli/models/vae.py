@@ -114,7 +114,7 @@ class VariationalAutoencoder(KerasDetector):
         from keras import ops
 
         mu, log_var = networks["encoder"](inputs, training=training)
-        epsilon = keras.random.normal(ops.shape(mu), seed=seed_generator)
+        epsilon = keras.random.normal(ops.shape(mu), dtype=mu.dtype, seed=seed_generator)
         z = mu + ops.exp(0.5 * log_var) * epsilon
         return networks["decoder"](z, training=training), mu, log_var
 
