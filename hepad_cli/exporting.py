@@ -109,10 +109,10 @@ def export(cfg: DictConfig, out_dir: Path, overrides: list[str] | None = None) -
     settings = ExportSettings.from_config(cfg)
     network = score_network(run.detector)
     if settings.format == "hls4ml":
-        from hepad_cli.firmware import firmware_keras_model
+        from hepad_cli.firmware import check_firmware
 
-        firmware_keras_model(network)  # refuses an activation hls4ml has no implementation of
-        settings.firmware.check_layer_names(network)
+        for precision in settings.precisions:
+            check_firmware(network, settings.firmware.with_precision(precision))
 
     out_dir.mkdir(parents=True, exist_ok=True)
     record = RunRecord(out_dir, OmegaConf.to_container(cfg, resolve=True), overrides or [])

@@ -338,11 +338,12 @@ class FirmwareSettings:
             raise FirmwareError(f"table_size must be an integer of at least 2, got {self.table_size!r}")
 
     def check_layer_names(self, network: ScoreNetwork) -> None:
-        unknown = sorted(set(self.layer_types) - set(network.layer_names()))
+        layers = network.layer_names()[1 : -len(SCORE_LAYERS)]
+        unknown = sorted(set(self.layer_types) - set(layers))
         if unknown:
             raise FirmwareError(
-                f"layer_precision names layers this network does not have: {unknown}; its layers are "
-                f"{network.layer_names()}"
+                f"layer_precision names layers it cannot set: {unknown}; the network's layers are {layers} "
+                "(the inputs' type is input_precision, the score's score_precision)"
             )
 
     def with_precision(self, precision: str) -> FirmwareSettings:
@@ -402,9 +403,22 @@ def hls_config(model, network: ScoreNetwork, settings: FirmwareSettings) -> dict
                     precision[key] = str(settings.score_type)
             else:
                 precision[key] = network_type
-        for key, value in settings.layer_types.get(name, {}).items():
-            precision[key] = str(value)
+        overrides = settings.layer_types.get(name, {})
+        missing = sorted(set(overrides) - set(precision))
+        if missing and not isinstance(settings.layer_precision[name], str):
+            raise FirmwareError(
+                f"layer_precision.{name} sets {missing}, which layer {name} does not have; "
+                f"its types are {sorted(precision)}"
+            )
+        for key in set(overrides) & set(precision):
+            precision[key] = str(overrides[key])
     return config
+
+
+def check_firmware(network: ScoreNetwork, settings: FirmwareSettings) -> None:
+    """Raise FirmwareError for anything that would stop the project being generated (no file written)."""
+    settings.check_layer_names(network)
+    hls_config(firmware_keras_model(network), network, settings)
 
 
 # ----------------------------------------------------------------------------------------------------
