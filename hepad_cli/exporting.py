@@ -136,15 +136,14 @@ def export(cfg: DictConfig, out_dir: Path, overrides: list[str] | None = None) -
             report["events"] = {name: len(x) for name, x in samples.items()}
             evaluator = _evaluator(run.config)
         if settings.format == "numpy":
-            report |= _export_numpy(network, out_dir)
+            scorer, description = _export_numpy(network, out_dir)
+            report |= description
             if samples is not None:
-                scorer = report.pop("_scorer")
-                factor = network.score_factor * network.n_features
+                factor = description["score_factor"]
                 exported = {name: scorer.score(x) * factor for name, x in samples.items()}
                 report["comparison"] = compare_scores(
                     float_scores, exported, "numpy", evaluator, settings.trigger_fpr
                 )
-            report.pop("_scorer", None)
         else:
             report |= _firmware_description(network, settings)
             report["precisions"] = {}
@@ -210,18 +209,19 @@ def _scored_samples(run, max_events: int | None) -> dict[str, np.ndarray]:
     }
 
 
-def _export_numpy(network, out_dir: Path) -> dict:
+def _export_numpy(network, out_dir: Path):
+    """scorer.npz (checked against Keras at export) and what export.json says about it."""
     from hepad_cli.export import export_dense
 
     scorer = export_dense(network.reconstruction_model, out_dir / "scorer.npz")
+    # DenseScorer gives the mean squared error; a detector scoring the sum (the VAE) is n times it.
     factor = network.score_factor * network.n_features
-    return {
+    return scorer, {
         "scorer": "scorer.npz",
         "usage": "hepad_cli.export.DenseScorer.load('scorer.npz').score(events)"
         + ("" if factor == 1 else f" × {factor:g} = the detector's score"),
         "score_factor": factor,
         "checked_against_keras": "relative difference ≤ 1e-5 on 256 random events (at export)",
-        "_scorer": scorer,
     }
 
 
@@ -415,6 +415,12 @@ def _decision_flips(background_float, background_exported, label: str, fpr: floa
         f"passing_{label}": int(passes_exported.sum()),
         "background_flips": flips,
         "background_flip_share": flips / n,
+        # 1.0: the exported trigger fires on the same background events as the float one; 0.0: on others.
+        "float_triggered_kept_share": float(
+            np.count_nonzero(passes_float & passes_exported) / passes_float.sum()
+        )
+        if passes_float.any()
+        else None,
     }
 
 

@@ -112,12 +112,15 @@ def test_narrow_precision_changes_the_scores_and_the_comparison_reports_it(dense
     assert flips > 0
     assert table["trigger"]["background_flips"] == flips
     assert table["trigger"]["background_flip_share"] == flips / len(keras["background"])
+    kept = np.count_nonzero(passes_float & passes_fixed) / np.count_nonzero(passes_float)
+    assert table["trigger"]["float_triggered_kept_share"] == pytest.approx(kept) and kept < 1
 
 
 def test_identical_scores_compare_as_identical(dense_ae, toy_samples):
     keras = {name: dense_ae.score(x) for name, x in scored(toy_samples).items()}
     table = compare_scores(keras, {k: v.copy() for k, v in keras.items()}, "fixed", EVALUATOR, 0.1)
     assert table["max_abs_score_difference"] == 0.0 and table["trigger"]["background_flips"] == 0
+    assert table["trigger"]["float_triggered_kept_share"] == 1.0
     entry = table["signals"]["signal"]
     assert entry["auc_change"] == 0.0 and entry["tpr_at_fpr_fixed"] == entry["tpr_at_fpr_float"]
     unresolved = compare_scores(keras, keras, "fixed", EVALUATOR, trigger_fpr=1e-5)["trigger"]
