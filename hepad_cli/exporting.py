@@ -108,6 +108,8 @@ def export(cfg: DictConfig, out_dir: Path, overrides: list[str] | None = None) -
     run = open_finished_run(cfg.run_dir)
     settings = ExportSettings.from_config(cfg)
     network = score_network(run.detector)
+    if settings.emulate:
+        run.check_data_files()
     if settings.format == "hls4ml":
         from hepad_cli.firmware import check_firmware
 

@@ -26,14 +26,65 @@ class FinishedRun:
     detector: object
 
     def load_samples(self):
-        """The run's samples again (cached on disk; the same seed gives the same split). Never downloads:
-        a data file the run read and that has gone since is an error, not a new download."""
+        """The run's samples again (cached on disk; the same seed gives the same split).
+
+        Only from the files the run read, as its run_info.json lists them: a file that is missing (or
+        a relative path seen from another directory) is an error, never a new download or generation,
+        and a file whose checksum changed since is an error too.
+        """
         from hydra.utils import instantiate
 
+        self.check_data_files()
+        located = self._located
+        recorded = [entry for entry in self._recorded_data() if entry.get("path")]
         data = OmegaConf.to_container(self.config.data, resolve=True)
+        if isinstance(data.get("data_dir"), str):
+            data["data_dir"] = str(located(data["data_dir"]))
         if "download" in data:
             data["download"] = False
-        return instantiate(data, _convert_="all").load()
+        samples = instantiate(data, _convert_="all").load()
+        now = {
+            str(located(entry["path"])): entry.get("md5") for entry in samples.provenance if "path" in entry
+        }
+        changed = [
+            entry["path"]
+            for entry in recorded
+            if entry.get("md5") and now.get(str(located(entry["path"]))) != entry["md5"]
+        ]
+        if changed:
+            raise RunDirectoryError(
+                f"{located(changed[0])} is not the file the run read (its checksum differs, or the data "
+                "now come from elsewhere): the detector cannot be compared on other data"
+            )
+        return samples
+
+    def check_data_files(self) -> None:
+        """Every data file the run read must still be where it read it."""
+        for entry in self._recorded_data():
+            if entry.get("path") and not self._located(entry["path"]).is_file():
+                raise RunDirectoryError(
+                    f"the run read {self._located(entry['path'])}, which is not there any more: hepad-export "
+                    "re-reads the run's own data files and never downloads or generates them again"
+                )
+
+    def _located(self, path: str) -> Path:
+        # Relative data paths were relative to the directory hepad-run ran in.
+        return Path(path) if Path(path).is_absolute() else self.run_cwd / path
+
+    @property
+    def run_cwd(self) -> Path:
+        """The directory hepad-run ran in (Hydra records it), where relative data paths start."""
+        try:
+            hydra_record = OmegaConf.load(self.directory / ".hydra" / "hydra.yaml")
+            return Path(hydra_record.hydra.runtime.cwd)
+        except (OSError, AttributeError, ValueError):
+            return Path.cwd()
+
+    def _recorded_data(self) -> list[dict]:
+        try:
+            return list(json.loads((self.directory / "run_info.json").read_text()).get("data", []))
+        except (OSError, ValueError):
+            return []
 
 
 def run_status(run_dir: Path) -> str | None:

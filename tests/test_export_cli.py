@@ -62,11 +62,18 @@ def only_export(run_dir: Path) -> Path:
     return exports[0]
 
 
+def relative_data_dir(overrides: list[str]) -> list[str]:
+    """The data directory as a path relative to where hepad-run runs (exports run from elsewhere)."""
+    return [
+        "data.data_dir=adc2021" if option.startswith("data.data_dir=") else option for option in overrides
+    ]
+
+
 @pytest.fixture(scope="module")
 def finished_runs(tmp_path_factory) -> dict[str, Path]:
     """{"dense_ae": run dir, "iforest": run dir} trained on the same toy ADC2021 files."""
     root = tmp_path_factory.mktemp("export-runs")
-    data = adc2021_overrides(root, n_background=1500, n_signal=150)
+    data = relative_data_dir(adc2021_overrides(root, n_background=1500, n_signal=150))
     dense = run_cli("experiment=adc2021_dense_ae", *data, "data.max_events=1500", *FAST, cwd=root)
     assert dense.returncode == 0, dense.stderr[-3000:]
     forest = run_cli("model=iforest", "model.n_estimators=10", *data, "evaluator.n_bootstrap=10", cwd=root)
@@ -193,6 +200,20 @@ def test_a_missing_or_unfinished_run_is_refused(dense_run, tmp_path):
     assert result.returncode == 1 and "has status 'running', not 'complete'" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (dense_run / "export").exists() and not (tmp_path / "outputs").exists()
+
+
+@pytest.mark.slow
+def test_an_export_with_the_run_data_gone_is_refused_before_writing(tmp_path):
+    data = relative_data_dir(adc2021_overrides(tmp_path, n_background=300, n_signal=40))
+    result = run_cli("model=dense_ae", *data, *FAST, "trainer.epochs=1", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir = only_run(tmp_path, "DenseAutoencoder")
+    (tmp_path / "adc2021").rename(tmp_path / "moved")
+    result = run_export(f"run_dir={run_dir}", "emulate=true", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "background_for_training.h5, which is not there any more" in result.stderr
+    assert "never downloads or generates them again" in result.stderr and "Traceback" not in result.stderr
+    assert not (run_dir / "export").exists() and not (tmp_path / "adc2021").exists()
 
 
 def test_help_lists_the_export_keys_without_the_run_groups(tmp_path):
