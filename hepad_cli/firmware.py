@@ -53,7 +53,7 @@ INPUT_LAYER = "event"
 SCORE_LAYERS = ("score_difference", "score_square", "score_sum")
 #: The types of a layer that ``layer_precision`` may set.
 TYPE_KEYS = ("result", "weight", "bias", "accum", "table")
-#: Keras activation name → what hls4ml implements it with; anything else is refused.
+#: The activations hls4ml implements (Keras names); a network with any other is refused.
 FIRMWARE_ACTIVATIONS = ("linear", "relu", "leaky_relu", "elu", "selu", "tanh", "sigmoid", "softplus")
 BACKENDS = ("Vitis", "Vivado")
 STRATEGIES = ("latency", "resource")
