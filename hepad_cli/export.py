@@ -175,7 +175,7 @@ def _activation_name(activation) -> str:
     return {"linear": "linear", "relu": "relu", "leaky_relu": "leaky_relu:0.2"}.get(name, name)
 
 
-def _chain(model) -> list[tuple[np.ndarray, np.ndarray, str]]:
+def dense_chain(model) -> list[tuple[np.ndarray, np.ndarray, str]]:
     """(W, b, activation) per Dense layer of a feed-forward chain of layers."""
     from keras import layers as kl
 
@@ -226,7 +226,7 @@ def export_dense(
     1e-5 raise ExportError, so a layer it does not understand can never pass unnoticed.
     """
     model = getattr(model_or_detector, "model_", model_or_detector)
-    scorer = DenseScorer(*map(list, zip(*_chain(model), strict=True)))
+    scorer = DenseScorer(*map(list, zip(*dense_chain(model), strict=True)))
     if check_events:
         shape = tuple(int(d) for d in model.inputs[0].shape[1:])
         if int(np.prod(shape)) != scorer.n_features:

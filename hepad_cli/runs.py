@@ -1,12 +1,14 @@
-"""A finished run, opened again: its composed config, report, fitted detector and input preprocessing.
+"""A finished run, opened again: its config, report, fitted detector, input preprocessing and its data.
 
-Tools that apply a trained detector to new events (scoring, export) start here; nothing is re-fitted.
+Tools that apply a trained detector (scoring new files, firmware export) start here; nothing is re-fitted,
+and a run's data are re-read only from the files it read (never downloaded or generated again).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -17,7 +19,15 @@ from hepad_cli.report import RunReport
 
 
 class RunDirectoryError(DataError):
-    """A directory that is not a complete hepad run."""
+    """The directory is not a complete hepad-run directory; the message says what it is instead."""
+
+
+def run_status(run_dir: str | Path) -> str | None:
+    """The status hepad-run recorded ('running', 'complete', 'failed'), or None where there is none."""
+    try:
+        return json.loads((Path(run_dir) / "status.json").read_text()).get("status")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 @dataclass
@@ -25,39 +35,46 @@ class FinishedRun:
     directory: Path
     config: DictConfig
     report: RunReport
+    info: dict = field(repr=False)
 
     @classmethod
-    def open(cls, directory: str | Path) -> FinishedRun:
-        """The complete run in ``directory``; RunDirectoryError says why a directory does not qualify."""
-        directory = Path(directory).expanduser().resolve()
-        if not directory.is_dir():
+    def open(cls, run_dir: str | Path | None) -> FinishedRun:
+        """The complete run in ``run_dir``; RunDirectoryError says why a directory does not qualify."""
+        if run_dir is None or str(run_dir).strip() == "":
             raise RunDirectoryError(
-                f"run_dir={directory} is not a directory: name a run directory under outputs/"
+                "run_dir is required: the directory of a finished hepad-run, e.g. "
+                "run_dir=outputs/2026-01-31/12-00-00_ab12cd"
             )
-        try:
-            status = json.loads((directory / "status.json").read_text()).get("status")
-        except (OSError, ValueError):
-            raise RunDirectoryError(
-                f"{directory} has no readable status.json: it is not a hepad run directory"
-            ) from None
+        directory = Path(run_dir).expanduser()
+        if not directory.is_dir():
+            raise RunDirectoryError(f"run_dir={run_dir} does not exist: give the directory hepad-run wrote")
+        if not (directory / "status.json").is_file():
+            jobs = sorted(p.parent.name for p in directory.glob("*/status.json"))
+            hint = (
+                f" It holds the runs {jobs[:4]}: pick one, e.g. run_dir={directory / jobs[0]}" if jobs else ""
+            )
+            raise RunDirectoryError(f"run_dir={run_dir} is not a hepad-run directory (no status.json).{hint}")
+        status = run_status(directory)
         if status != "complete":
             raise RunDirectoryError(
-                f"the run in {directory} is {status!r}, not complete: only a complete run has a trained "
-                "detector to apply; rerun it or pick another run"
+                f"run_dir={run_dir} has status {status!r}, not 'complete': only a finished run has a trained "
+                "detector to apply (see its status.json and hepad.log; rerun hepad-run)"
             )
         try:
             # run_info.json holds the config as the run resolved it (paths, environment, seed).
-            config = json.loads((directory / "run_info.json").read_text())["config"]
+            info = json.loads((directory / "run_info.json").read_text())
+            config = OmegaConf.create(info["config"])
         except (OSError, ValueError, KeyError) as error:
             raise RunDirectoryError(f"{directory / 'run_info.json'} is unreadable ({error})") from None
         if not (directory / MODEL_DIR).is_dir():
-            raise RunDirectoryError(f"{directory / MODEL_DIR} is missing: the run saved no model")
-        return cls(directory, OmegaConf.create(config), RunReport.read(directory))
+            raise RunDirectoryError(f"run_dir={run_dir} lacks {MODEL_DIR}/: the run saved no model")
+        return cls(directory, config, RunReport.read(directory), info)
 
     @property
     def model_dir(self) -> Path:
         return self.directory / MODEL_DIR
 
+    @cached_property
     def detector(self):
         """The fitted detector, loaded (safe loading only) by the class that saved it."""
         from hydra.utils import get_class
@@ -70,6 +87,49 @@ class FinishedRun:
 
         return load_preprocessing(self.model_dir)
 
-    def dataset(self):
-        """The run's dataset, built from its saved config (its files are cached; the split is seeded)."""
-        return instantiate_node(self.config.data)
+    @property
+    def run_cwd(self) -> Path:
+        """The directory hepad-run ran in (Hydra records it), where relative data paths start."""
+        try:
+            return Path(OmegaConf.load(self.directory / ".hydra" / "hydra.yaml").hydra.runtime.cwd)
+        except (OSError, AttributeError, ValueError):
+            return Path.cwd()
+
+    def located(self, path: str | Path) -> Path:
+        """A path of the run's record, made absolute from the directory the run ran in."""
+        return Path(path) if Path(path).is_absolute() else self.run_cwd / path
+
+    def check_data_files(self) -> None:
+        """Every data file the run read must still be where it read it."""
+        for entry in self.info.get("data", []):
+            if entry.get("path") and not self.located(entry["path"]).is_file():
+                raise RunDirectoryError(
+                    f"the run read {self.located(entry['path'])}, which is not there any more: a finished "
+                    "run's data are re-read from its own files, never downloaded or generated again"
+                )
+
+    def load_samples(self):
+        """The run's samples again, from the files it read (the same seed gives the same split).
+
+        A file that is missing or whose checksum changed since is an error, never a new download or
+        generation.
+        """
+        self.check_data_files()
+        data = OmegaConf.to_container(self.config.data, resolve=True)
+        if isinstance(data.get("data_dir"), str):
+            data["data_dir"] = str(self.located(data["data_dir"]))
+        if "download" in data:
+            data["download"] = False
+        samples = instantiate_node(OmegaConf.create(data)).load()
+        now = {str(self.located(e["path"])): e.get("md5") for e in samples.provenance if "path" in e}
+        changed = [
+            entry["path"]
+            for entry in self.info.get("data", [])
+            if entry.get("md5") and now.get(str(self.located(entry["path"]))) != entry["md5"]
+        ]
+        if changed:
+            raise RunDirectoryError(
+                f"{self.located(changed[0])} is not the file the run read (its checksum differs, or the data "
+                "now come from elsewhere): the detector cannot be compared on other data"
+            )
+        return samples
