@@ -21,16 +21,21 @@ from bench_common import Figure, Settings, Side, fmt_rate
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 #: (model, batch size, precision) configurations; the last conv AE one is the "best setting".
+#: (model, batch size, precision, trainer.steps_per_execution, trainer.device_resident) configurations.
 CONFIGS = (
-    ("conv_ae", 128, "float32"),
-    ("conv_ae", 1024, "float32"),
-    ("conv_ae", 4096, "float32"),
-    ("conv_ae", 16384, "mixed_bfloat16"),
-    ("dense_ae", 128, "float32"),
-    ("dense_ae", 1024, "float32"),
-    ("dense_ae", 4096, "float32"),
+    ("conv_ae", 128, "float32", 1, "auto"),
+    ("conv_ae", 1024, "float32", 1, "auto"),
+    ("conv_ae", 4096, "float32", 1, "false"),
+    ("conv_ae", 4096, "float32", 1, "auto"),
+    ("conv_ae", 4096, "float32", 16, "auto"),
+    ("conv_ae", 16384, "mixed_bfloat16", 1, "auto"),
+    ("conv_ae", 16384, "mixed_bfloat16", 16, "auto"),
+    ("dense_ae", 128, "float32", 1, "auto"),
+    ("dense_ae", 1024, "float32", 1, "auto"),
+    ("dense_ae", 4096, "float32", 1, "auto"),
+    ("dense_ae", 4096, "float32", 16, "auto"),
 )
-SMOKE_CONFIGS = (("conv_ae", 128, "float32"), ("dense_ae", 256, "float32"))
+SMOKE_CONFIGS = (("conv_ae", 128, "float32", 1, "auto"), ("dense_ae", 256, "float32", 4, "false"))
 LEARNING_RATE = 1e-3
 
 
@@ -56,7 +61,9 @@ def events(model: str, n: int, rng: np.random.Generator) -> np.ndarray:
     return rng.standard_normal((n, 57)).astype(np.float32)
 
 
-def detector(model: str, batch: int, precision: str, epochs: int):
+def detector(
+    model: str, batch: int, precision: str, epochs: int, steps_per_execution: int = 1, resident: str = "auto"
+):
     from hepad_cli.models.conv_ae import ConvAutoencoder
     from hepad_cli.models.dense_ae import DenseAutoencoder
 
@@ -68,17 +75,21 @@ def detector(model: str, batch: int, precision: str, epochs: int):
         "reduce_lr_patience": 0,
         "progress_bar": False,
         "precision": precision,
+        "steps_per_execution": steps_per_execution,
+        "device_resident": resident,
     }
     if model == "conv_ae":
         return ConvAutoencoder(latent_dim=2, trainer=trainer, seed=0)
     return DenseAutoencoder(latent_dim=8, trainer=trainer, seed=0)
 
 
-def hepad_side(model: str, x: np.ndarray, batch: int, precision: str, epochs: int) -> dict:
+def hepad_side(
+    model: str, x: np.ndarray, batch: int, precision: str, epochs: int, steps: int, resident: str
+) -> dict:
     import keras
 
     n_val = max(len(x) // 100, 1)
-    fitted = detector(model, batch, precision, epochs).fit(x[n_val:], x[:n_val])
+    fitted = detector(model, batch, precision, epochs, steps, resident).fit(x[n_val:], x[:n_val])
     seconds = fitted.history_["epoch_seconds"]
     result = {
         "epoch_seconds": seconds,
@@ -207,16 +218,25 @@ def figure_gpu(settings: Settings) -> list[Figure]:
     sizes = {"conv_ae": settings.size(262_144, 1024), "dense_ae": settings.size(1_048_576, 4096)}
     data = {model: events(model, sizes[model], rng) for model in sizes}
     figures = []
-    for model, batch, precision in configs:
+    plain_runs: dict[tuple, dict] = {}
+    for model, batch, precision, steps, resident in configs:
         x = data[model]
-        ours = hepad_side(model, x, batch, precision, epochs)
-        plain = plain_side(model, x, batch, precision, epochs)
+        ours = hepad_side(model, x, batch, precision, epochs, steps, resident)
+        if (model, batch, precision) not in plain_runs:
+            plain_runs[model, batch, precision] = plain_side(model, x, batch, precision, epochs)
+        plain = plain_runs[model, batch, precision]
         ratio = ours["events_per_s"] / plain["events_per_s"]
-        name = f"gpu_{model}_b{batch}" + ("" if precision == "float32" else "_bf16")
+        name = (
+            f"gpu_{model}_b{batch}"
+            + ("" if precision == "float32" else "_bf16")
+            + ("" if steps == 1 else f"_spe{steps}")
+            + ("_host" if resident == "false" else "")
+        )
         figures.append(
             Figure(
                 name=name,
-                what=f"{model} fit, batch {batch}, {precision}",
+                what=f"{model} fit, batch {batch}, {precision}, steps_per_execution {steps}, "
+                f"device_resident {resident}",
                 baseline=Side(
                     "plain loop, data on the device", plain["epoch_seconds"][1:], per_sample=len(x)
                 ),

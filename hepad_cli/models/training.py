@@ -43,6 +43,7 @@ class TrainerSettings:
     precision: str = "float32"
     distribute: str = "none"
     device_resident: str = "auto"
+    steps_per_execution: int = 1
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size"):
@@ -60,6 +61,7 @@ class TrainerSettings:
         if isinstance(self.device_resident, bool):
             object.__setattr__(self, "device_resident", str(self.device_resident).lower())
         check_choice("trainer.device_resident", self.device_resident, RESIDENT)
+        check_int("trainer.steps_per_execution", self.steps_per_execution)
 
     @classmethod
     def from_config(cls, config: dict | None) -> TrainerSettings:
@@ -236,7 +238,7 @@ def fit_keras(model, x_train, y_train, x_val, y_val, settings: TrainerSettings) 
         "sgd": keras.optimizers.SGD,
         "rmsprop": keras.optimizers.RMSprop,
     }[settings.optimizer](learning_rate=settings.learning_rate)
-    model.compile(optimizer=optimizer)
+    model.compile(optimizer=optimizer, steps_per_execution=settings.steps_per_execution)
     callbacks = [keras.callbacks.TerminateOnNaN()]
     if settings.early_stopping_patience:
         callbacks.append(
