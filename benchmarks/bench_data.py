@@ -83,12 +83,13 @@ def benchmark_jets(settings: Settings) -> tuple[np.ndarray, str]:
 
 def pythia_samples(settings: Settings) -> dict[str, Path]:
     """The default-sized Pythia samples (6000 QCD, 1500 top), generated once under the cache directory."""
-    from hepad_cli.data.pythia import PythiaJets
-
-    data = PythiaJets(
-        data_dir=str(settings.cache_dir / "pythia-default"), n_background=6000, n_signal=1500, signals=["top"]
-    )
+    from hepad_cli.config import compose
     from hepad_cli.data.generation import ensure_sample
+    from hepad_cli.experiment import instantiate_node
+
+    data = instantiate_node(
+        compose(f"paths.data_dir={settings.cache_dir / 'pythia-default'}", "data.signals=[top]").data
+    )
 
     return {
         process: ensure_sample(s, settings.cache_dir / "pythia-default", progress=False)

@@ -74,10 +74,9 @@ def pythia_data_dir(tmp_path_factory) -> Path:
 
 def compose_config(*overrides: str):
     """The composed config of hepad-run for these overrides (Hydra's compose API; no run directory)."""
-    from hydra import compose, initialize_config_module
+    from hepad_cli.config import compose
 
-    with initialize_config_module("hepad_cli.conf", version_base="1.3"):
-        return compose("config", overrides=list(overrides))
+    return compose(*overrides)
 
 
 def build_dataset(name: str, data_dir, **settings):

@@ -84,7 +84,14 @@ class KerasDetector(Detector):
 
     # --- training ----------------------------------------------------------------------------------
 
-    def fit(self, train: np.ndarray | TrainingSet, val: np.ndarray | TrainingSet | None = None):
+    def fit(
+        self,
+        train: np.ndarray | TrainingSet,
+        val: np.ndarray | TrainingSet | None = None,
+        *,
+        callbacks: list | None = None,
+    ):
+        """Train on background; ``callbacks``: extra Keras callbacks (per-epoch loggers, benchmarks)."""
         settings = TrainerSettings.from_config(self.trainer)
         train = train if isinstance(train, TrainingSet) else TrainingSet(train)
         if val is None:
@@ -121,7 +128,9 @@ class KerasDetector(Detector):
                 inputs, targets, val_inputs, val_targets = indices[:n_train], None, indices[n_train:], None
             else:
                 model = training_model(self)
-            self.history_ = fit_keras(model, inputs, targets, val_inputs, val_targets, settings)
+            self.history_ = fit_keras(
+                model, inputs, targets, val_inputs, val_targets, settings, callbacks=callbacks
+            )
         if settings.distribute != "none":
             self.networks_ = {name: _undistributed(network) for name, network in self.networks_.items()}
         self.on_networks_ready()
@@ -167,6 +176,8 @@ class KerasDetector(Detector):
     @classmethod
     def load(cls, directory: str | Path) -> KerasDetector:
         import keras
+
+        import hepad_cli.models.layers  # noqa: F401  (registers hepad's layers for safe-mode loading)
 
         directory = Path(directory)
         detector = cls(**cls._read_params(directory))

@@ -227,9 +227,11 @@ def _mirrored_strategy(devices: tuple[str, ...]):
     return tf.distribute.MirroredStrategy(devices=list(devices))
 
 
-def fit_keras(model, x_train, y_train, x_val, y_val, settings: TrainerSettings) -> dict[str, list[float]]:
+def fit_keras(
+    model, x_train, y_train, x_val, y_val, settings: TrainerSettings, callbacks: list | None = None
+) -> dict[str, list[float]]:
     """Compile and fit ``model`` (its loss is its own ``compute_loss``); validation on background only;
-    returns the per-epoch history."""
+    ``callbacks`` run after the trainer's own; returns the per-epoch history."""
     import keras
 
     optimizer = {
@@ -239,6 +241,7 @@ def fit_keras(model, x_train, y_train, x_val, y_val, settings: TrainerSettings) 
         "rmsprop": keras.optimizers.RMSprop,
     }[settings.optimizer](learning_rate=settings.learning_rate)
     model.compile(optimizer=optimizer, steps_per_execution=settings.steps_per_execution)
+    extra_callbacks = list(callbacks or [])
     callbacks = [keras.callbacks.TerminateOnNaN()]
     if settings.early_stopping_patience:
         callbacks.append(
@@ -257,6 +260,7 @@ def fit_keras(model, x_train, y_train, x_val, y_val, settings: TrainerSettings) 
             )
         )
     callbacks.append(epoch_progress_callback(settings.epochs, enabled=settings.progress_bar))
+    callbacks += extra_callbacks
     history = model.fit(
         x_train,
         y_train,
