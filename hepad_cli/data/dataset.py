@@ -91,6 +91,11 @@ class Dataset(ABC):
         """Fetch or generate (and verify) the files, read them, and return the events as the detector sees
         them, before split and scaling."""
 
+    def input_signature(self) -> dict:
+        """What a detector trained on this dataset expects of new events (saved beside the model):
+        the representation and, where the dataset knows them, column names and settings."""
+        return {"representation": self.representation}
+
     def subsample_rows(self, n_events: int, limit: int | None, seed_offset: int = 0) -> np.ndarray | None:
         """Sorted row numbers of a seeded subsample of ``limit`` of ``n_events`` rows (None: take all)."""
         if limit is None or limit >= n_events:
@@ -133,6 +138,7 @@ class Dataset(ABC):
             feature_groups=content.feature_groups,
             supervision=content.supervision if weak else None,
             preprocessing=scaler,
+            input_signature=self.input_signature(),
         )
 
     def _split_labelled(self, content: DatasetContent):
