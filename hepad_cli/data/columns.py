@@ -185,6 +185,13 @@ class RootFile(ColumnFile):
     def n_entries(self) -> int:
         return int(self._tree.num_entries)
 
+    @property
+    def counters(self) -> set[str]:
+        """Branches that only count the values of jagged branches (written again by any ROOT writer)."""
+        return {
+            b.count_branch.name for b in self._tree.branches if getattr(b, "count_branch", None) is not None
+        }
+
     def check_selection(self, selection: str) -> None:
         try:
             self._tree.arrays([selection], entry_stop=1, library="np")
