@@ -307,3 +307,25 @@ def test_a_run_that_is_not_complete_is_refused(features_run, inputs, tmp_path):
     assert result.returncode == 1
     assert "is 'running', not complete" in result.stderr
     assert not list(tmp_path.glob("outputs/**/scores.h5"))
+
+
+def test_a_top_tagging_image_run_scores_root_constituents(toptagging_file, inputs, tmp_path):
+    """Runs of other image datasets apply to any constituents: the images are made the same way."""
+    trained = run_cli(
+        "data=jetnet",
+        f"data.data_dir={toptagging_file.parent}",
+        "data.checksum=null",
+        "data.download=false",
+        "model=pca",
+        "evaluator.n_bootstrap=5",
+        "evaluator.plots=false",
+        cwd=tmp_path,
+    )
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    run_dir = only(tmp_path, "outputs/*/*/auc.json").parent
+    result = score_cli(
+        f"run_dir={run_dir}", f"data.background=[{inputs / 'bkg.root'}]", CONSTITUENTS, cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    with h5py.File(only(tmp_path, "outputs/score/*/*/scores.h5")) as f:
+        assert len(f["score"]) == 600 and np.isfinite(f["score"][:]).all()

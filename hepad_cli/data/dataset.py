@@ -11,6 +11,7 @@ Settings come from the dataset's YAML file (conf/data/); the constructors have n
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -93,8 +94,11 @@ class Dataset(ABC):
 
     def input_signature(self) -> dict:
         """What a detector trained on this dataset expects of new events (saved beside the model):
-        the representation and, where the dataset knows them, column names and settings."""
-        return {"representation": self.representation}
+        the representation, the image settings of image datasets (``self.image``) and, where a dataset
+        knows them, column names."""
+        image = getattr(self, "image", None)
+        images = {"image": dataclasses.asdict(image)} if dataclasses.is_dataclass(image) else {}
+        return {"representation": self.representation} | images
 
     def subsample_rows(self, n_events: int, limit: int | None, seed_offset: int = 0) -> np.ndarray | None:
         """Sorted row numbers of a seeded subsample of ``limit`` of ``n_events`` rows (None: take all)."""
