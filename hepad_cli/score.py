@@ -143,7 +143,6 @@ def score_files(cfg: DictConfig, out_dir: Path, overrides: list[str]):
 
 def _score(cfg: DictConfig, out_dir: Path, overrides: list[str], record):
     from hepad_cli.data.copies import check_output_format
-    from hepad_cli.data.download import file_md5
     from hepad_cli.data.files import BACKGROUND, InputFiles
     from hepad_cli.data.signature import check_compatible, match_features
     from hepad_cli.evaluation.evaluate import EvaluatorSettings
@@ -164,19 +163,7 @@ def _score(cfg: DictConfig, out_dir: Path, overrides: list[str], record):
     entries = inputs.check()  # every file opened and its columns checked: nothing is read before this
     evaluator = EvaluatorSettings(**OmegaConf.to_container(cfg.evaluator, resolve=True), seed=run.config.seed)
     scorer = run.scorer()
-    provenance, file_index = [], {}
-    for group in inputs.groups:
-        for path in group.files:
-            file_index[path] = len(provenance)
-            provenance.append(
-                {
-                    "path": str(path),
-                    "md5": file_md5(path),
-                    "verified": False,
-                    "sample": group.sample or "labelled",
-                }
-            )
-            provenance[-1]["entries"] = entries[path]
+    provenance, file_index = inputs.provenance(entries)
     record.add(applied_run=str(run.directory), data_config=data, data=provenance)
     log.info("applying %s to %d files", run.directory, len(provenance))
 

@@ -274,6 +274,25 @@ class InputFiles:
             "(one value per particle)"
         )
 
+    def provenance(self, entries: dict[Path, int]) -> tuple[list[dict], dict[Path, int]]:
+        """(one record per file with its md5 and entries, {path: its index in that list})."""
+        from hepad_cli.data.download import file_md5
+
+        provenance, index = [], {}
+        for group in self.groups:
+            for path in group.files:
+                index[path] = len(provenance)
+                provenance.append(
+                    {
+                        "path": str(path),
+                        "md5": file_md5(path),
+                        "verified": False,
+                        "sample": group.sample or "labelled",
+                        "entries": entries[path],
+                    }
+                )
+        return provenance, index
+
     # --- reading --------------------------------------------------------------------------------
 
     def iter_group(
@@ -465,22 +484,8 @@ class UserFiles(Dataset):
         return self.inputs.signature()
 
     def read(self) -> DatasetContent:
-        from hepad_cli.data.download import file_md5
-
         entries = self.inputs.check()
-        provenance, file_index = [], {}
-        for group in self.inputs.groups:
-            for path in group.files:
-                file_index[path] = len(provenance)
-                provenance.append(
-                    {
-                        "path": str(path),
-                        "md5": file_md5(path),
-                        "verified": False,
-                        "sample": group.sample or "labelled",
-                        "entries": entries[path],
-                    }
-                )
+        provenance, file_index = self.inputs.provenance(entries)
         buffers: dict[str, _SampleBuffer] = {}
         for number, group in enumerate(self.inputs.groups):
             total = sum(entries[p] for p in group.files)
