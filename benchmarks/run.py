@@ -31,7 +31,7 @@ from pathlib import Path
 
 from bench_common import REPO, Figure, Settings, Side, fmt_seconds
 
-FIGURES = ("images", "toptagging", "pythia", "training", "trigger", "bulk", "run")
+FIGURES = ("images", "toptagging", "pythia", "training", "trigger", "bulk", "files", "run")
 GPU_FIGURES = ("gpu",)
 PACKAGES = (
     "numpy",
@@ -163,6 +163,7 @@ def figure_run(settings: Settings) -> list[Figure]:
 
 def registry() -> dict[str, Callable[[Settings], Figure | list[Figure]]]:
     import bench_data
+    import bench_files
     import bench_gpu
     import bench_models
 
@@ -174,6 +175,7 @@ def registry() -> dict[str, Callable[[Settings], Figure | list[Figure]]]:
         "training": bench_models.figure_training,
         "trigger": bench_models.figure_trigger,
         "bulk": bench_models.figure_bulk,
+        "files": bench_files.figure_files,
         "run": figure_run,
     }
 

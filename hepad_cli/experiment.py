@@ -68,11 +68,11 @@ def run(cfg: DictConfig, out_dir: Path, overrides: list[str] | None = None) -> R
         with clock.stage("fit"):
             fit(detector, samples)
         record.add(compute=detector.compute_ or {"device": "cpu", "keras_backend": None})
-        save_model(detector, samples, out_dir / MODEL_DIR)
+        save_model(detector, samples, out_dir / MODEL_DIR, OmegaConf.to_container(cfg.data, resolve=True))
         with clock.stage("score"):
             scored = score(detector, samples.named_test_samples())
         report = evaluate(cfg, detector, samples, scored, evaluator, out_dir, warnings, clock)
-        write(report, scored, samples, out_dir)
+        write(report, scored, samples.observables, samples.provenance, out_dir)
         record.add(timing_s=clock.timing_s)
         record.complete()
         return report
@@ -126,12 +126,15 @@ def fit(detector, samples) -> None:
     detector.fit(samples.background_train, samples.background_val)
 
 
-def save_model(detector, samples, model_dir: Path) -> None:
-    """The detector and the fitted input preprocessing: what re-scoring new events needs."""
+def save_model(detector, samples, model_dir: Path, data_config: dict) -> None:
+    """The detector, the fitted input preprocessing and the input signature: what re-scoring new events
+    needs (hepad-score)."""
     from hepad_cli.data.scaling import save_preprocessing
+    from hepad_cli.data.signature import save_signature
 
     detector.save(model_dir)
     save_preprocessing(model_dir, samples.preprocessing)
+    save_signature(model_dir, samples.input_signature, samples.event_shape, data_config)
 
 
 def score(detector, named_samples: dict[str, np.ndarray]) -> Scored:
@@ -185,14 +188,23 @@ def evaluate(cfg, detector, samples, scored: Scored, evaluator, out_dir: Path, w
     )
 
 
-def write(report: RunReport, scored: Scored, samples, out_dir: Path) -> None:
-    """scores.h5 first, auc.json last: a run with auc.json has every result file."""
+def write(
+    report: RunReport | None, scored: Scored, observables: dict, provenance: list[dict], out_dir: Path
+) -> None:
+    """scores.h5 first, auc.json (where there is a report) last: a run with auc.json has every result
+    file. An observable ``source_file`` indexes the ``source_files`` attribute, the files read in order."""
     from hepad_cli.evaluation.evaluate import write_scores
 
     write_scores(
-        out_dir / "scores.h5", scored.primary_scores, scored.primary, samples.observables, scored.extra_scores
+        out_dir / "scores.h5",
+        scored.primary_scores,
+        scored.primary,
+        observables,
+        scored.extra_scores,
+        attributes={"source_files": [entry["path"] for entry in provenance]},
     )
-    report.write(out_dir)
+    if report is not None:
+        report.write(out_dir)
 
 
 def _class_name(node: DictConfig) -> str:

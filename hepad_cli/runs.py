@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from hepad_cli.errors import DataError
@@ -133,3 +134,32 @@ class FinishedRun:
                 "now come from elsewhere): the detector cannot be compared on other data"
             )
         return samples
+
+    def input_signature(self) -> dict:
+        """What the detector's events looked like (hepad_cli.data.signature)."""
+        from hepad_cli.data.signature import load_signature
+
+        return load_signature(self.model_dir)
+
+    def scorer(self) -> SavedScorer:
+        return SavedScorer(self.detector, self.preprocessing())
+
+
+@dataclass
+class SavedScorer:
+    """A finished run's detector with everything it saved beside it, applied to new events: the one
+    place where the saved transforms run (the input scaler before the detector; a transform of the
+    scores would follow it in ``score``). Nothing is fitted."""
+
+    detector: object
+    preprocessing: object | None
+
+    def prepare(self, events: np.ndarray) -> np.ndarray:
+        """Raw events as the detector saw them in training (the saved scaler applied)."""
+        return events if self.preprocessing is None else self.preprocessing.transform(events)
+
+    def score(self, prepared: dict[str, np.ndarray]):
+        """Every score of the detector for prepared events {sample: events} (experiment.Scored)."""
+        from hepad_cli.experiment import score
+
+        return score(self.detector, prepared)

@@ -20,6 +20,8 @@ FIGURES = {
     "trigger",
     "bulk",
     "bulk_conv",
+    "files_images",
+    "files_score",
     "help",
 }
 
@@ -54,6 +56,8 @@ def test_smoke_benchmark_prints_one_table_and_writes_results(tmp_path):
     assert figures["toptagging"]["equal_to_pandas"]
     assert figures["trigger"]["max_relative_difference"] <= 1e-5
     assert figures["bulk"]["max_relative_difference"] <= 1e-5
+    assert figures["files_score"]["max_relative_difference"] <= 1e-5
+    assert figures["files_images"]["share_equal_images"] >= 0.9
 
 
 def test_smoke_refuses_to_overwrite_the_committed_results(tmp_path):

@@ -11,6 +11,7 @@ Settings come from the dataset's YAML file (conf/data/); the constructors have n
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -91,6 +92,14 @@ class Dataset(ABC):
         """Fetch or generate (and verify) the files, read them, and return the events as the detector sees
         them, before split and scaling."""
 
+    def input_signature(self) -> dict:
+        """What a detector trained on this dataset expects of new events (saved beside the model):
+        the representation, the image settings of image datasets (``self.image``) and, where a dataset
+        knows them, column names."""
+        image = getattr(self, "image", None)
+        images = {"image": dataclasses.asdict(image)} if dataclasses.is_dataclass(image) else {}
+        return {"representation": self.representation} | images
+
     def subsample_rows(self, n_events: int, limit: int | None, seed_offset: int = 0) -> np.ndarray | None:
         """Sorted row numbers of a seeded subsample of ``limit`` of ``n_events`` rows (None: take all)."""
         if limit is None or limit >= n_events:
@@ -133,6 +142,7 @@ class Dataset(ABC):
             feature_groups=content.feature_groups,
             supervision=content.supervision if weak else None,
             preprocessing=scaler,
+            input_signature=self.input_signature(),
         )
 
     def _split_labelled(self, content: DatasetContent):

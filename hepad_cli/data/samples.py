@@ -45,7 +45,8 @@ class Samples:
     per-event quantities kept for plots and evaluation, never given to the detector (e.g. {"mass": GeV,
     "pt": GeV}, ``EVENT_WEIGHT``, ``SUBSYSTEM_FLAG_PREFIX``-flags). provenance lists the files read, with
     checksums. preprocessing is the fitted input transform (a scaler fitted on background_train only, or
-    None); the pipeline saves it with the model so a finished detector can score new files.
+    None); the pipeline saves it with the model so a finished detector can score new files, with the
+    dataset's input_signature (hepad_cli.data.signature).
 
     Weak supervision (the declared exception to background-only training; None for every other
     dataset): train_labels / val_labels give each training / validation row a global label (1 = good,
@@ -67,6 +68,7 @@ class Samples:
     feature_groups: dict[str, list[int]] | None = None
     supervision: str | None = None
     preprocessing: object | None = None
+    input_signature: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.background_train = _as_events("background_train", self.background_train)

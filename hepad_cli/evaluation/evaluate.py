@@ -140,10 +140,12 @@ def write_scores(
     score_name: str,
     observables: dict,
     extra_scores: dict[str, dict[str, np.ndarray]] | None = None,
+    attributes: dict | None = None,
 ) -> None:
     """scores.h5: score and origin of every scored event, plus per-event observables where known.
 
-    ``extra_scores`` ({score name: {sample: scores}}) are written as ``score_<name>`` beside ``score``.
+    ``extra_scores`` ({score name: {sample: scores}}) are written as ``score_<name>`` beside ``score``;
+    ``attributes`` are added to the file's attributes.
     """
     import h5py
 
@@ -161,6 +163,8 @@ def write_scores(
         f.attrs["origin_names"] = names
         f.attrs["score_name"] = score_name
         f.attrs["higher_is_more_anomalous"] = True
+        for name, value in (attributes or {}).items():
+            f.attrs[name] = value
         keys = sorted({key for name in names for key in observables.get(name, {})})
         for key in keys:
             if all(key in observables.get(n, {}) for n in names):

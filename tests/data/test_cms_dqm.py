@@ -116,6 +116,8 @@ def generate_lumisections(
             for component in ("Px", "Py", "Pz"):
                 columns[f"{stream}_{channel}_{component}_mean"] = rng.normal(0.0, 1.0, n)
     frame = pd.DataFrame(columns)
+    # Object column names, as pandas 0.x wrote them (pandas 3 makes Arrow strings when pyarrow is installed).
+    frame.columns = pd.Index(list(frame.columns), dtype=object)
     return frame, labels, subsystems, broken
 
 
