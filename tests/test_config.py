@@ -26,15 +26,32 @@ def test_every_group_has_options():
     assert {"data", "model", "trainer", "evaluator", "experiment"} <= groups
 
 
+# Options that name the user's own inputs (building checks that they exist; nothing is read).
+NEEDS_INPUTS = {("data", "files"): ["data.background=[{inputs}/bkg.root]", "data.features=[mass,pt]"]}
+
+
 @pytest.mark.parametrize(("group", "option"), GROUP_OPTIONS)
-def test_every_config_composes_and_its_objects_build(group, option, tmp_path):
+def test_every_config_composes_and_its_objects_build(group, option, tmp_path, tmp_path_factory):
+    inputs_dir = tmp_path_factory.mktemp("inputs")
+    (inputs_dir / "bkg.root").touch()
+    inputs = [item.format(inputs=inputs_dir) for item in NEEDS_INPUTS.get((group, option), [])]
     with initialize_config_module("hepad_cli.conf", version_base="1.3"):
-        cfg = compose("config", overrides=[f"{group}={option}", f"paths.data_dir={tmp_path}"])
+        cfg = compose("config", overrides=[f"{group}={option}", f"paths.data_dir={tmp_path}", *inputs])
     assert cfg.seed is not None
     # Constructors only validate and store: building them must not touch data or train anything.
     instantiate(cfg.data, _convert_="all")
     instantiate(cfg.model, _convert_="all")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_data_files_without_inputs_says_which_keys_to_set(tmp_path):
+    from hepad_cli.errors import DataError
+    from hepad_cli.experiment import instantiate_node
+
+    with initialize_config_module("hepad_cli.conf", version_base="1.3"):
+        cfg = compose("config", overrides=["data=files", f"paths.data_dir={tmp_path}"])
+    with pytest.raises(DataError, match=r"data\.(features|background)"):
+        instantiate_node(cfg.data)
 
 
 def test_unknown_group_option_fails_with_the_list_of_choices(tmp_path):
