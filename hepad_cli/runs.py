@@ -70,6 +70,12 @@ class FinishedRun:
 
         return load_preprocessing(self.model_dir)
 
+    def decorrelation(self):
+        """The score's decorrelation transform fitted on background (None: the run has none)."""
+        from hepad_cli.evaluation import decorrelation
+
+        return decorrelation.load(self.model_dir)
+
     def dataset(self):
         """The run's dataset, built from its saved config (its files are cached; the split is seeded)."""
         return instantiate_node(self.config.data)

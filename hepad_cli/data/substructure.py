@@ -7,11 +7,11 @@ min(pT_i², pT_j²)·ΔR_ij² (four-vectors added) until N pseudojets remain; wi
 particle is merged with the beam. The 2-jet axes are the 3-jet axes after one more merge.
 
 The one approximation (documented in the README): the axes are clustered from the ``axes_from`` hardest
-constituents (default 32) rather than all of them; τ_N still sums over every constituent. With
+constituents (default 64) rather than all of them; τ_N still sums over every constituent. With
 ``axes_from`` at least the number of constituents the result is the exact exclusive-kT definition.
 
-``tau32`` is the fast path: every jet of a block advances one merge per step, with the pairwise distance
-matrix updated only in the row and column of the merged pair. ``tau32_reference`` is the straightforward
+``tau32`` is the fast path: every jet of a block advances one merge per step; each particle's nearest
+neighbour is kept, so only the particles whose neighbour changed are searched again. ``tau32_reference`` is the straightforward
 per-jet loop, kept as the reference the tests compare against.
 """
 
@@ -22,8 +22,8 @@ import math
 import numpy as np
 
 #: Constituents (hardest first) the axes are clustered from; τ_N sums over all of them.
-AXES_FROM = 32
-#: Jets per vectorised block: the distance matrices of a block take BLOCK_JETS · AXES_FROM² · 8 bytes.
+AXES_FROM = 64
+#: Jets per vectorised block: the first distance matrices of a block take BLOCK_JETS · AXES_FROM² · 8 bytes.
 BLOCK_JETS = 512
 
 
@@ -48,49 +48,82 @@ def _delta_r2(y1, phi1, y2, phi2):
     return delta_y * delta_y + delta_phi * delta_phi
 
 
+def _distances(pt2, rapidity, phi, active, jets, particles) -> np.ndarray:
+    """kT distances min(pT², pT_k²)·ΔR² from particle ``particles[r]`` of jet ``jets[r]`` to every particle
+    k of that jet: (len(jets), K), infinite to itself and to merged (inactive) particles."""
+    distance = np.minimum(pt2[jets, particles][:, None], pt2[jets]) * _delta_r2(
+        rapidity[jets, particles][:, None], phi[jets, particles][:, None], rapidity[jets], phi[jets]
+    )
+    distance[~active[jets]] = np.inf
+    distance[np.arange(len(jets)), particles] = np.inf
+    return distance
+
+
 def _exclusive_kt_axes(vectors: np.ndarray, active: np.ndarray, counts: tuple[int, ...]) -> dict:
     """{N: (axes (n, K, 4), active (n, K))}: exclusive-kT pseudojets of each jet when N remain.
 
     vectors (n, K, 4) float64 and active (n, K) bool are the particles to cluster; jets with N or fewer
     active particles keep them as their axes. Merges the first minimum of the upper triangle (i < j) in
-    row-major order into i, as the per-jet reference does.
+    row-major order into i, as the per-jet reference does. Each particle's nearest neighbour (distance
+    and first index) is kept, so a merge costs O(K) per jet plus the particles whose neighbour changed.
+    Jets are ordered by their number of particles, so the jets still merging are always the first m.
     """
     n, k = active.shape
-    vectors = vectors.copy()
-    active = active.copy()
+    order = np.argsort(-active.sum(axis=1), kind="stable")
+    vectors = vectors[order]
+    active = active[order]
     rapidity, phi, pt2 = _rapidity_phi_pt2(vectors)
-    distance = np.minimum(pt2[:, :, None], pt2[:, None, :]) * _delta_r2(
+    initial = np.minimum(pt2[:, :, None], pt2[:, None, :]) * _delta_r2(
         rapidity[:, :, None], phi[:, :, None], rapidity[:, None, :], phi[:, None, :]
     )
-    upper = np.triu(np.ones((k, k), bool), 1)
-    distance[:, ~upper] = np.inf
-    distance[~(active[:, :, None] & active[:, None, :])] = np.inf
+    initial[:, np.arange(k), np.arange(k)] = np.inf
+    initial[~np.broadcast_to(active[:, None, :], initial.shape)] = np.inf
+    nearest = initial.argmin(axis=2)
+    nearest_distance = np.take_along_axis(initial, nearest[:, :, None], axis=2)[:, :, 0]
+    nearest_distance[~active] = np.inf  # padding is never merged
+    del initial
     remaining = active.sum(axis=1)
-    columns = np.arange(k)
+    unsort = np.argsort(order)
     result = {}
     for target in sorted(counts, reverse=True):
-        while (todo := np.flatnonzero(remaining > target)).size:
-            flat = distance[todo].reshape(len(todo), -1).argmin(axis=1)
-            i, j = np.divmod(flat, k)
-            vectors[todo, i] += vectors[todo, j]
-            active[todo, j] = False
-            remaining[todo] -= 1
-            y_i, phi_i, pt2_i = _rapidity_phi_pt2(vectors[todo, i])
-            rapidity[todo, i], phi[todo, i], pt2[todo, i] = y_i, phi_i, pt2_i
-            to_i = np.minimum(pt2_i[:, None], pt2[todo]) * _delta_r2(
-                y_i[:, None], phi_i[:, None], rapidity[todo], phi[todo]
-            )
-            to_i[~active[todo]] = np.inf
-            distance[todo, i, :] = np.where(columns > i[:, None], to_i, np.inf)
-            distance[todo, :, i] = np.where(columns < i[:, None], to_i, np.inf)
-            distance[todo, j, :] = np.inf
-            distance[todo, :, j] = np.inf
-        result[target] = (vectors.copy(), active.copy())
+        while (m := int(np.count_nonzero(remaining > target))) > 0:
+            rows = np.arange(m)
+            # The smallest row holding the global minimum and its first nearest column: that is the
+            # first minimum (i < j) of the upper triangle in row-major order.
+            i = nearest_distance[:m].argmin(axis=1)
+            j = nearest[rows, i]
+            vectors[rows, i] = vectors[rows, i] + vectors[rows, j]
+            active[rows, j] = False
+            remaining[:m] -= 1
+            rapidity[rows, i], phi[rows, i], pt2[rows, i] = _rapidity_phi_pt2(vectors[rows, i])
+            nearest_distance[rows, j] = np.inf
+            live = active[:m]
+            # Particles whose nearest neighbour was i or j, and i itself: search again; every other one
+            # only compares its distance to the new i (ties go to the lower index, as argmin does).
+            stale = (nearest[:m] == i[:, None]) | (nearest[:m] == j[:, None])
+            stale[rows, i] = True
+            stale &= live
+            jets, particles = np.nonzero(stale)
+            again = _distances(pt2, rapidity, phi, active, jets, particles)
+            nearest[jets, particles] = again.argmin(axis=1)
+            nearest_distance[jets, particles] = again[np.arange(len(jets)), nearest[jets, particles]]
+            to_i = _distances(pt2, rapidity, phi, active, rows, i)
+            current = nearest_distance[:m]
+            closer = (to_i < current) | ((to_i == current) & (i[:, None] < nearest[:m]))
+            closer &= live & ~stale
+            jets, particles = np.nonzero(closer)
+            nearest[jets, particles] = i[jets]
+            nearest_distance[jets, particles] = to_i[jets, particles]
+        result[target] = (vectors[unsort], active[unsort])
     return result
 
 
-def _tau(y, phi, pt, real, axes: np.ndarray, axis_active: np.ndarray) -> np.ndarray:
-    """τ_N (β = 1) of each jet: pT-weighted mean distance of its particles to the nearest axis."""
+def _tau(y, phi, pt, real, axes: np.ndarray, axis_active: np.ndarray, n_axes: int) -> np.ndarray:
+    """τ_N (β = 1) of each jet: pT-weighted mean distance of its particles to the nearest of its (at most
+    ``n_axes``) active axes."""
+    first = np.argsort(~axis_active, axis=1, kind="stable")[:, :n_axes]  # the active axes, compacted
+    axes = np.take_along_axis(axes, first[:, :, None], axis=1)
+    axis_active = np.take_along_axis(axis_active, first, axis=1)
     axis_y, axis_phi, _ = _rapidity_phi_pt2(axes)
     distance = np.sqrt(_delta_r2(y[:, :, None], phi[:, :, None], axis_y[:, None, :], axis_phi[:, None, :]))
     distance[~np.broadcast_to(axis_active[:, None, :], distance.shape)] = np.inf
@@ -114,8 +147,8 @@ def _tau32_block(constituents: np.ndarray, axes_from: int) -> np.ndarray:
     pt = np.sqrt(pt2)
     real = pt > 0
     axes = _exclusive_kt_axes(particles[:, :axes_from], real[:, :axes_from], (3, 2))
-    tau3 = _tau(y, phi, pt, real, *axes[3])
-    tau2 = _tau(y, phi, pt, real, *axes[2])
+    tau3 = _tau(y, phi, pt, real, *axes[3], 3)
+    tau2 = _tau(y, phi, pt, real, *axes[2], 2)
     return _ratio(tau3, tau2)
 
 

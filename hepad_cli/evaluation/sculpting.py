@@ -190,7 +190,10 @@ def plot_sculpting(
                 histtype="step",
                 linewidth=2,
                 color=colour,
-                label=f"keep {efficiency:.0%}: JS = {entry['js_divergence']:.3f}",
+                label=(
+                    f"keep {efficiency:.0%} ({entry['n_selected']:,}): JS {entry['js_divergence']:.3f}"
+                    f" (random cut {entry['js_divergence_random_selection']:.3f})"
+                ),
             )
         spearman = reports[label]["spearman"]
         ax.set_title(f"{label}: Spearman {spearman:.2f}" if spearman is not None else label, fontsize=14)
