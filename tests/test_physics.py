@@ -15,12 +15,15 @@ from hepad_cli.data.jets import ImageSettings, read_jet_images
 from hepad_cli.data.toptagging_format import write_toptagging_h5
 from hepad_cli.errors import ConfigError, DataError
 from hepad_cli.evaluation import decorrelation, metrics
+from hepad_cli.evaluation.evaluate import EvaluatorSettings
+from hepad_cli.evaluation.physics import check_observables
 from hepad_cli.evaluation.sculpting import SculptingSettings, sculpting_report
 from hepad_cli.experiment import instantiate_node, run
 from hepad_cli.report import RunReport
 from hepad_cli.runs import FinishedRun
 from hepad_cli.sweep import SCULPTING_COLUMN, JobResult, summary_rows
-from tests.conftest import TINY_PYTHIA, compose_config, run_cli, toy_jets
+from tests.conftest import TINY_PYTHIA, build_dataset, compose_config, run_cli, toy_jets
+from tests.data.test_cms_dqm import write_cms_dqm_files
 from tests.test_cli import only_run_dir
 from tests.test_pipeline import RecordingPCA, jetnet_overrides
 
@@ -178,3 +181,13 @@ def test_cli_run_reports_sculpting_references_and_the_decorrelated_score(tmp_pat
     by_seed = {row["seed"]: row[SCULPTING_COLUMN] for row in rows}
     assert by_seed["1"] is None
     assert by_seed["2"] == at_ten["by_background_efficiency"]["0.1"]["js_divergence"] > 0
+
+
+def test_decorrelation_is_refused_where_validation_holds_labelled_anomalies(tmp_path):
+    directory = tmp_path / "cms_dqm"
+    write_cms_dqm_files(directory, n=200)
+    weak = build_dataset("cms_dqm", directory, trust_pickle=True, training="weak").load()
+    with pytest.raises(ConfigError, match="holds labelled anomalous events .* data.training=good_only"):
+        check_observables(EvaluatorSettings(decorrelate="weight"), weak)
+    good_only = build_dataset("cms_dqm", directory, training="good_only").load()
+    check_observables(EvaluatorSettings(decorrelate="weight"), good_only)

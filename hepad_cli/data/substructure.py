@@ -11,8 +11,8 @@ constituents (default 64) rather than all of them; τ_N still sums over every co
 ``axes_from`` at least the number of constituents the result is the exact exclusive-kT definition.
 
 ``tau32`` is the fast path: every jet of a block advances one merge per step; each particle's nearest
-neighbour is kept, so only the particles whose neighbour changed are searched again. ``tau32_reference`` is the straightforward
-per-jet loop, kept as the reference the tests compare against.
+neighbour is kept, so only the particles whose neighbour changed are searched again.
+``tau32_reference`` is the straightforward per-jet loop, kept as the reference the tests compare against.
 """
 
 from __future__ import annotations

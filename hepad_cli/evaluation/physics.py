@@ -38,6 +38,12 @@ def check_observables(settings, samples) -> None:
     settings.sculpting.observable_for(set(samples.observables.get("background", {})))
     if settings.decorrelate is None:
         return
+    if samples.val_labels is not None:
+        raise ConfigError(
+            "evaluator.decorrelate is fitted on background validation events only, and this validation "
+            f"sample holds labelled anomalous events ({samples.supervision}): use background-only training "
+            "data (for cms_dqm: data.training=good_only) or evaluator.decorrelate=null"
+        )
     needed = _common_observables(samples, list(samples.named_test_samples())) & set(
         samples.background_val_observables
     )
