@@ -29,7 +29,7 @@ from pathlib import Path
 
 from bench_common import REPO, Figure, Settings, Side, fmt_seconds
 
-FIGURES = ("images", "toptagging", "pythia", "training", "trigger", "bulk", "run")
+FIGURES = ("images", "toptagging", "pythia", "training", "trigger", "bulk", "run", "tau32")
 PACKAGES = (
     "numpy",
     "numba",
@@ -166,6 +166,7 @@ def registry() -> dict[str, Callable[[Settings], Figure | list[Figure]]]:
         "trigger": bench_models.figure_trigger,
         "bulk": bench_models.figure_bulk,
         "run": figure_run,
+        "tau32": bench_data.figure_tau32,
     }
 
 

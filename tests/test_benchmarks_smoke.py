@@ -21,6 +21,7 @@ FIGURES = {
     "bulk",
     "bulk_conv",
     "help",
+    "tau32",
 }
 
 
@@ -54,6 +55,7 @@ def test_smoke_benchmark_prints_one_table_and_writes_results(tmp_path):
     assert figures["toptagging"]["equal_to_pandas"]
     assert figures["trigger"]["max_relative_difference"] <= 1e-5
     assert figures["bulk"]["max_relative_difference"] <= 1e-5
+    assert figures["tau32"]["equal_to_reference"]
 
 
 def test_smoke_refuses_to_overwrite_the_committed_results(tmp_path):
