@@ -31,7 +31,7 @@ from pathlib import Path
 
 from bench_common import REPO, Figure, Settings, Side, fmt_seconds
 
-FIGURES = ("images", "toptagging", "pythia", "training", "trigger", "bulk", "files", "run")
+FIGURES = ("images", "toptagging", "pythia", "training", "trigger", "bulk", "files", "tau32", "run")
 GPU_FIGURES = ("gpu",)
 PACKAGES = (
     "numpy",
@@ -177,6 +177,7 @@ def registry() -> dict[str, Callable[[Settings], Figure | list[Figure]]]:
         "bulk": bench_models.figure_bulk,
         "files": bench_files.figure_files,
         "run": figure_run,
+        "tau32": bench_data.figure_tau32,
     }
 
 

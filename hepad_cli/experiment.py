@@ -30,6 +30,8 @@ class Scored:
     by_name: dict[str, dict[str, np.ndarray]]
     primary: str
     seconds_per_event: dict[str, float]
+    #: The primary score made flat in an observable on background (evaluator.decorrelate), per sample.
+    decorrelated: dict[str, np.ndarray] | None = None
 
     @property
     def primary_scores(self) -> dict[str, np.ndarray]:
@@ -53,6 +55,7 @@ class Stopwatch:
 
 def run(cfg: DictConfig, out_dir: Path, overrides: list[str] | None = None) -> RunReport:
     """Run one experiment described by the composed config; returns the report written to auc.json."""
+    from hepad_cli.evaluation.physics import check_observables, decorrelated_scores
     from hepad_cli.provenance import RunRecord
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -65,12 +68,16 @@ def run(cfg: DictConfig, out_dir: Path, overrides: list[str] | None = None) -> R
         record.add(data=samples.provenance, counts=samples.counts())
         log.info("events: %s", samples.counts())
         warnings = check(samples)
+        check_observables(evaluator, samples)
         with clock.stage("fit"):
             fit(detector, samples)
         record.add(compute=detector.compute_ or {"device": "cpu", "keras_backend": None})
         save_model(detector, samples, out_dir / MODEL_DIR, OmegaConf.to_container(cfg.data, resolve=True))
         with clock.stage("score"):
             scored = score(detector, samples.named_test_samples())
+            scored.decorrelated = decorrelated_scores(
+                detector, samples, evaluator, out_dir / MODEL_DIR, scored.primary_scores
+            )
         report = evaluate(cfg, detector, samples, scored, evaluator, out_dir, warnings, clock)
         write(report, scored, samples.observables, samples.provenance, out_dir)
         record.add(timing_s=clock.timing_s)
@@ -145,27 +152,42 @@ def score(detector, named_samples: dict[str, np.ndarray]) -> Scored:
 
 
 def evaluate(cfg, detector, samples, scored: Scored, evaluator, out_dir: Path, warnings, clock) -> RunReport:
-    """Metrics per signal and score, latency, figures and detector-specific sections."""
+    """Metrics per signal and score, physics checks, latency, figures and detector-specific sections."""
     from hepad_cli.evaluation.evaluate import (
         inference_latency,
         signal_metrics,
         write_extra_histograms,
         write_figures,
     )
+    from hepad_cli.evaluation.physics import physics_checks
 
     results = signal_metrics(scored.primary_scores, evaluator)
     extra_scores = scored.extra_scores
     results_by_name = {scored.primary: results} | {
         name: signal_metrics(values, evaluator) for name, values in extra_scores.items()
     }
+    title = f"{_class_name(cfg.model)} on {_class_name(cfg.data)}" + (
+        f" (trained on {samples.trained_on})" if samples.trained_on else ""
+    )
+    decorrelated = signal_metrics(scored.decorrelated, evaluator) if scored.decorrelated else None
+    physics = physics_checks(
+        samples, scored.primary_scores, scored.decorrelated, decorrelated, evaluator, out_dir, title
+    )
     with clock.stage("latency"):
         latency = inference_latency(detector, samples.background_test, evaluator)
-    figures = []
+    figures = list(physics.figures)
     if evaluator.plots:
-        title = f"{_class_name(cfg.model)} on {_class_name(cfg.data)}"
         radius = cfg.data.get("image", {}).get("radius") if "image" in cfg.data else None
-        figures = write_figures(
-            out_dir, detector, samples, scored.primary_scores, results, evaluator, title, radius
+        figures += write_figures(
+            out_dir,
+            detector,
+            samples,
+            scored.primary_scores,
+            results,
+            evaluator,
+            title,
+            radius,
+            physics.reference_curves,
         )
         figures += write_extra_histograms(out_dir, extra_scores, title)
     sections = detector.extra_report(samples, scored.by_name, out_dir, evaluator)
@@ -176,6 +198,9 @@ def evaluate(cfg, detector, samples, scored: Scored, evaluator, out_dir: Path, w
         signals=results,
         scores_by_name=results_by_name if extra_scores else None,
         supervision=samples.supervision,
+        inverted=samples.trained_on is not None,
+        trained_on=samples.trained_on,
+        **physics.sections,
         sections=sections,
         events=samples.counts(),
         data_verified=not unverified,
@@ -201,6 +226,7 @@ def write(
         scored.primary,
         observables,
         scored.extra_scores,
+        scored.decorrelated,
         attributes={"source_files": [entry["path"] for entry in provenance]},
     )
     if report is not None:

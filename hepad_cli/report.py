@@ -62,6 +62,11 @@ _CORE_KEYS = (
     "signals",
     "scores_by_name",
     "supervision",
+    "inverted",
+    "trained_on",
+    "mass_sculpting",
+    "decorrelated",
+    "reference_observables",
     "events",
     "data_verified",
     "unverified_files",
@@ -76,7 +81,12 @@ _CORE_KEYS = (
 @dataclass
 class RunReport:
     """What auc.json holds. ``signals``: the primary score's results per signal; ``scores_by_name``: every
-    score's results (detectors with several scores); ``sections``: detector-specific entries."""
+    score's results (detectors with several scores); ``sections``: detector-specific entries.
+
+    Physics checks: ``inverted`` (the inverse task, trained on the signal ``trained_on``),
+    ``mass_sculpting`` (the background observable after cuts on the score), ``decorrelated`` (the
+    decorrelated score's results and sculpting), ``reference_observables`` (one observable's AUC per
+    signal); the README documents their layout."""
 
     score: str
     signals: dict[str, SignalResult]
@@ -86,6 +96,11 @@ class RunReport:
     warnings: list[str] = field(default_factory=list)
     scores_by_name: dict[str, dict[str, SignalResult]] | None = None
     supervision: str | None = None
+    inverted: bool = False
+    trained_on: str | None = None
+    mass_sculpting: dict[str, Any] | None = None
+    decorrelated: dict[str, Any] | None = None
+    reference_observables: dict[str, Any] | None = None
     sections: dict[str, Any] = field(default_factory=dict)
     scoring_seconds_per_event: dict[str, float] = field(default_factory=dict)
     inference_seconds_per_event: dict[str, Any] = field(default_factory=dict)
@@ -101,6 +116,11 @@ class RunReport:
         value = (self.inference_seconds_per_event.get("bulk") or {}).get("seconds_per_event")
         return float(value) if isinstance(value, int | float) else None
 
+    def sculpting_js_divergence(self, background_efficiency: str = "0.1") -> float | None:
+        """JS divergence of the background observable after the cut keeping that background fraction."""
+        entry = (self.mass_sculpting or {}).get("by_background_efficiency", {}).get(background_efficiency)
+        return float(entry["js_divergence"]) if entry else None
+
     def to_dict(self) -> dict:
         out: dict[str, Any] = {
             "score": self.score,
@@ -113,6 +133,12 @@ class RunReport:
             }
         if self.supervision:
             out["supervision"] = self.supervision
+        out["inverted"] = self.inverted
+        if self.trained_on is not None:
+            out["trained_on"] = self.trained_on
+        for key in ("mass_sculpting", "decorrelated", "reference_observables"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
         out |= self.sections
         out |= {
             "events": self.events,
@@ -147,6 +173,11 @@ class RunReport:
             if data.get("scores_by_name")
             else None,
             supervision=data.get("supervision"),
+            inverted=bool(data.get("inverted", False)),
+            trained_on=data.get("trained_on"),
+            mass_sculpting=data.get("mass_sculpting"),
+            decorrelated=data.get("decorrelated"),
+            reference_observables=data.get("reference_observables"),
             sections={k: v for k, v in data.items() if k not in _CORE_KEYS},
             scoring_seconds_per_event=dict(data.get("scoring_seconds_per_event", {})),
             inference_seconds_per_event=dict(data.get("inference_seconds_per_event", {})),

@@ -141,25 +141,52 @@ class FinishedRun:
 
         return load_signature(self.model_dir)
 
+    def decorrelation(self):
+        """The score's decorrelation transform fitted on background (None: the run has none)."""
+        from hepad_cli.evaluation import decorrelation
+
+        return decorrelation.load(self.model_dir)
+
     def scorer(self) -> SavedScorer:
-        return SavedScorer(self.detector, self.preprocessing())
+        return SavedScorer(self.detector, self.preprocessing(), self.decorrelation())
 
 
 @dataclass
 class SavedScorer:
     """A finished run's detector with everything it saved beside it, applied to new events: the one
-    place where the saved transforms run (the input scaler before the detector; a transform of the
-    scores would follow it in ``score``). Nothing is fitted."""
+    place where the saved transforms run (the input scaler before the detector, the decorrelation of the
+    primary score after it). Nothing is fitted."""
 
     detector: object
     preprocessing: object | None
+    decorrelation: object | None = None
 
     def prepare(self, events: np.ndarray) -> np.ndarray:
         """Raw events as the detector saw them in training (the saved scaler applied)."""
         return events if self.preprocessing is None else self.preprocessing.transform(events)
 
-    def score(self, prepared: dict[str, np.ndarray]):
-        """Every score of the detector for prepared events {sample: events} (experiment.Scored)."""
+    def score(self, prepared: dict[str, np.ndarray], observables: dict[str, dict] | None = None):
+        """Every score of the detector for prepared events {sample: events} (experiment.Scored), and the
+        decorrelated primary score where the run has one (it needs the sample's observable)."""
         from hepad_cli.experiment import score
 
-        return score(self.detector, prepared)
+        scored = score(self.detector, prepared)
+        if self.decorrelation is not None:
+            scored.decorrelated = {
+                sample: self.decorrelation.apply(
+                    scored.primary_scores[sample],
+                    _observable(observables, sample, self.decorrelation.observable),
+                )
+                for sample in prepared
+            }
+        return scored
+
+
+def _observable(observables: dict[str, dict] | None, sample: str, name: str) -> np.ndarray:
+    values = (observables or {}).get(sample, {}).get(name)
+    if values is None:
+        raise RunDirectoryError(
+            f"the run's decorrelated score is flat in {name!r}, which these events do not carry: score "
+            "inputs that give it (e.g. constituents for the jet mass)"
+        )
+    return values

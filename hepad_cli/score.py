@@ -103,6 +103,7 @@ class _Collected:
     def __init__(self, keep: int) -> None:
         self.keep = keep
         self.scores: dict[str, list[np.ndarray]] = {}
+        self.decorrelated: list[np.ndarray] = []
         self.observables: dict[str, list[np.ndarray]] = {}
         self.examples: list[np.ndarray] = []
         self.n_kept = 0
@@ -112,6 +113,8 @@ class _Collected:
     def add(self, prepared: np.ndarray, scored, sample: str, observables: dict) -> None:
         for name, values in scored.by_name.items():
             self.scores.setdefault(name, []).append(values[sample])
+        if scored.decorrelated is not None:
+            self.decorrelated.append(scored.decorrelated[sample])
         for key, values in observables.items():
             self.observables.setdefault(key, []).append(values)
         if self.n_kept < self.keep:
@@ -178,7 +181,7 @@ def _score(cfg: DictConfig, out_dir: Path, overrides: list[str], record):
                 for routed in inputs.iter_group(group, file_index, None, bar):
                     for sample, chunk in routed.items():
                         prepared = scorer.prepare(chunk.events)
-                        scored = scorer.score({sample: prepared})
+                        scored = scorer.score({sample: prepared}, {sample: chunk.observables})
                         collected.setdefault(sample, _Collected(keep)).add(
                             prepared, scored, sample, chunk.observables
                         )
@@ -195,6 +198,9 @@ def _score(cfg: DictConfig, out_dir: Path, overrides: list[str], record):
         {primary: by_name.pop(primary)} | by_name,
         primary,
         {s: collected[s].seconds / collected[s].n for s in order},
+        decorrelated={s: np.concatenate(collected[s].decorrelated) for s in order}
+        if scorer.decorrelation is not None
+        else None,
     )
     observables = {s: {k: np.concatenate(v) for k, v in collected[s].observables.items()} for s in order}
     counts = {s if s == BACKGROUND else f"signal_{s}": collected[s].n for s in order}

@@ -26,6 +26,8 @@ from hepad_cli.report import ReportError, RunReport, SignalResult
 
 log = logging.getLogger(__name__)
 
+#: JS divergence of the background observable (jet mass) after the cut keeping 10 % of the background.
+SCULPTING_COLUMN = "sculpting_js_at_10pct"
 # Overrides that say where things are, not what was run: never treated as swept parameters.
 LOCATION_KEYS = ("paths.", "data.data_dir", "hydra.")
 
@@ -135,7 +137,7 @@ def summary_rows(jobs: list[JobResult]) -> tuple[list[str], list[dict[str, Any]]
     for name in signals:
         columns += [f"{name}_auc", f"{name}_auc_low", f"{name}_auc_high"]
         columns += [f"{name}_tpr_at_fpr_{fpr}" for fpr in fprs]
-    columns += ["mean_auc", "inference_s_per_event", "fit_s", "overrides", "error"]
+    columns += ["mean_auc", SCULPTING_COLUMN, "inference_s_per_event", "fit_s", "overrides", "error"]
     rows = []
     for job in sorted(jobs, key=lambda j: (j.status != "complete", -j.mean_auc())):
         row: dict[str, Any] = {"job": job.directory.name, "status": job.status}
@@ -147,6 +149,7 @@ def summary_rows(jobs: list[JobResult]) -> tuple[list[str], list[dict[str, Any]]
             for fpr in fprs:
                 row[f"{name}_tpr_at_fpr_{fpr}"] = entry.tpr_at_fpr.get(fpr) if entry else None
         row["mean_auc"] = job.mean_auc() if job.signals else None
+        row[SCULPTING_COLUMN] = job.report.sculpting_js_divergence("0.1") if job.report is not None else None
         row["inference_s_per_event"] = job.inference_seconds_per_event()
         row["fit_s"] = job.timing.get("fit")
         row["overrides"] = " ".join(f"{k}={v}" for k, v in job.overrides.items())
@@ -175,9 +178,11 @@ def write_markdown(
     path: Path, sweep_dir: Path, columns: list[str], rows: list[dict], keys: list[str]
 ) -> None:
     signals = [c.removesuffix("_auc") for c in columns if c.endswith("_auc") and c != "mean_auc"]
-    shown = ["job", "status", *keys, *(f"{s}_auc" for s in signals), "inference_us_per_event", "fit_s"]
+    shown = ["job", "status", *keys, *(f"{s}_auc" for s in signals), SCULPTING_COLUMN]
+    shown += ["inference_us_per_event", "fit_s"]
     headers = [
-        c.replace("_auc", " AUC [95% interval]")
+        c.replace(SCULPTING_COLUMN, "sculpting JS at 10 %")
+        .replace("_auc", " AUC [95% interval]")
         .replace("inference_us_per_event", "inference µs/event")
         .replace("fit_s", "fit s")
         for c in shown

@@ -152,6 +152,21 @@ ROWS = [
     ("background too small to split", jetnet_toy(n_qcd=4), "too small to split"),
     ("NaN in the inputs", jetnet_toy(nan=True), "hold NaN or infinite momenta"),
     ("NaN loss in training", adc_nan_loss, "the training loss became NaN or infinite"),
+    (
+        "inverse task with an unknown signal",
+        pythia("data.invert=true", "data.invert_signal=higgs"),
+        "data.invert_signal='higgs' is not a signal of this dataset; choose one of ['top', 'w', 'z']",
+    ),
+    (
+        "decorrelation from an observable the data lack",
+        jetnet_toy("evaluator.decorrelate=tau32"),
+        "evaluator.decorrelate='tau32' is not an observable of every sample",
+    ),
+    (
+        "unknown image preprocessing step",
+        pythia("data.image.preprocess=[centre]"),
+        "data.image.preprocess must be a list of distinct steps from ['center', 'rotate', 'flip']",
+    ),
 ]
 
 

@@ -23,6 +23,7 @@ FIGURES = {
     "files_images",
     "files_score",
     "help",
+    "tau32",
 }
 
 
@@ -58,6 +59,7 @@ def test_smoke_benchmark_prints_one_table_and_writes_results(tmp_path):
     assert figures["bulk"]["max_relative_difference"] <= 1e-5
     assert figures["files_score"]["max_relative_difference"] <= 1e-5
     assert figures["files_images"]["share_equal_images"] >= 0.9
+    assert figures["tau32"]["equal_to_reference"]
 
 
 def test_smoke_refuses_to_overwrite_the_committed_results(tmp_path):

@@ -157,6 +157,7 @@ class ADC2021Events(Dataset):
     """Background = the SM training file; signals = the BSM files configured; 57 features per event."""
 
     representation = "particles"
+    background_name = "sm"
 
     def __init__(
         self,
@@ -168,11 +169,13 @@ class ADC2021Events(Dataset):
         max_events: int | None,
         max_signal_events: int | None,
         scaling: str | None,
+        invert: bool,
+        invert_signal: str | None,
         split: dict,
         seed: int,
         chunk_size: int,
     ) -> None:
-        super().__init__(split=split, seed=seed, scaling=scaling)
+        super().__init__(split=split, seed=seed, scaling=scaling, invert=invert, invert_signal=invert_signal)
         self.data_dir = data_dir
         self.background = _check_entry("background", background)
         if not isinstance(signals, dict) or not signals:

@@ -1,10 +1,12 @@
 """The dataset contract: a dataset implements ``read`` and nothing else; this base turns what it read into
 ``Samples``. docs/design.md walks through adding a dataset.
 
-The base owns, once for every dataset: the seeded subsample (``subsample_rows``), the seeded background
-split (stratified by label for labelled data), the input scaler (built from ``data.scaling``, fitted on
-background training events only, kept in ``Samples.preprocessing`` and saved with the model), the checks
-every sample needs (no empty signal) and the construction of ``Samples``.
+The base owns, once for every dataset: the seeded subsample (``subsample_rows``), the inverse task
+(``data.invert``: one signal becomes the background that is trained on, the background becomes an
+anomaly), the seeded background split (stratified by label for labelled data), the input scaler (built
+from ``data.scaling``, fitted on background training events only, kept in ``Samples.preprocessing`` and
+saved with the model), the checks every sample needs (no empty signal) and the construction of
+``Samples``.
 
 Settings come from the dataset's YAML file (conf/data/); the constructors have no defaults of their own.
 """
@@ -14,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import ClassVar
 
 import numpy as np
@@ -22,7 +24,7 @@ import numpy as np
 from hepad_cli.data.samples import EVENT_WEIGHT, Samples, split_background
 from hepad_cli.data.scaling import build_scaler
 from hepad_cli.errors import DataError
-from hepad_cli.validation import check_choice, check_int
+from hepad_cli.validation import check_bool, check_choice, check_int
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +62,8 @@ class DatasetContent:
     global label (1 = good, 0 = anomalous). The split is then stratified by label; anomalous test events
     become the signal ``anomalous_name``; ``training="weak"`` trains on good and anomalous events with
     their labels (and the ``EVENT_WEIGHT`` observable as weights), ``"good_only"`` on good events only.
+
+    ``inverted_from``: set by the inverse task to the signal that became the background.
     """
 
     background: EventSample
@@ -70,22 +74,40 @@ class DatasetContent:
     training: str = "good_only"
     supervision: str | None = None
     feature_groups: dict[str, list[int]] | None = None
+    inverted_from: str | None = None
 
 
 class Dataset(ABC):
     """Base of every dataset: ``read()`` → DatasetContent; ``load()`` → Samples (subsample, split, scale).
 
     ``split``: fractions of the background for train/val/test; ``scaling``: "standard" or None;
-    ``seed``: the run's seed (split and subsample).
+    ``seed``: the run's seed (split and subsample); ``invert``: the inverse task, trained on the signal
+    ``invert_signal`` (None: the first signal) with the background, named ``background_name``, as anomaly.
     """
 
     representation: ClassVar[str] = "features"
+    #: The background's name when the inverse task scores it as an anomaly.
+    background_name: ClassVar[str] = "original_background"
 
-    def __init__(self, *, split: dict, seed: int, scaling: str | None) -> None:
+    def __init__(
+        self,
+        *,
+        split: dict,
+        seed: int,
+        scaling: str | None,
+        invert: bool = False,
+        invert_signal: str | None = None,
+    ) -> None:
         self.split = dict(split)
         self.seed = check_int("seed", seed, minimum=0, error=DataError)
         self.scaling = scaling
         build_scaler(scaling)  # checks the value now, before any reading
+        self.invert = check_bool("data.invert", invert, error=DataError)
+        if invert_signal is not None and not isinstance(invert_signal, str):
+            raise DataError(
+                f"data.invert_signal must name a signal (or be null: the first), got {invert_signal!r}"
+            )
+        self.invert_signal = invert_signal
 
     @abstractmethod
     def read(self) -> DatasetContent:
@@ -111,6 +133,8 @@ class Dataset(ABC):
         for name, sample in content.signals.items():
             if len(sample) == 0:
                 raise DataError(f"signal '{name}' is empty: no events to score")
+        if self.invert:
+            content = self._inverted(content)
         if content.labels is None:
             parts = {
                 name: content.background.select(rows)
@@ -143,6 +167,38 @@ class Dataset(ABC):
             supervision=content.supervision if weak else None,
             preprocessing=scaler,
             input_signature=self.input_signature(),
+            background_val_observables=parts["val"].observables,
+            trained_on=content.inverted_from,
+        )
+
+    def _inverted(self, content: DatasetContent) -> DatasetContent:
+        """The inverse task: the chosen signal becomes the background (trained on), the background an
+        anomaly named ``background_name``; the other signals stay signals."""
+        if content.labels is not None:
+            raise DataError(
+                "data.invert=true needs a background and named signals; this dataset holds labelled "
+                "events (good/anomalous), which have no signal class to train on: set data.invert=false"
+            )
+        chosen = self.invert_signal if self.invert_signal is not None else next(iter(content.signals))
+        if chosen not in content.signals:
+            raise DataError(
+                f"data.invert_signal={chosen!r} is not a signal of this dataset; choose one of "
+                f"{list(content.signals)} (or null for the first)"
+            )
+        if self.background_name in content.signals:
+            raise DataError(f"signal name {self.background_name!r} is taken; the background needs it")
+        renamed = {chosen: "background", "background": self.background_name}
+        log.info("inverse task: training on %s, scoring the background as '%s'", chosen, self.background_name)
+        return replace(
+            content,
+            background=content.signals[chosen],
+            signals={self.background_name: content.background}
+            | {name: sample for name, sample in content.signals.items() if name != chosen},
+            provenance=[
+                entry | {"sample": renamed[entry["sample"]]} if entry.get("sample") in renamed else entry
+                for entry in content.provenance
+            ],
+            inverted_from=chosen,
         )
 
     def _split_labelled(self, content: DatasetContent):

@@ -351,6 +351,8 @@ def drop_jets_shared_with_background(background: np.ndarray, signals: dict[str, 
 class HLS4MLJets(Dataset):
     """Background = q and g jets; signals = any of w, z, top; 16 features per jet."""
 
+    background_name = "qcd"
+
     def __init__(
         self,
         *,
@@ -362,10 +364,12 @@ class HLS4MLJets(Dataset):
         signals: list[str],
         max_jets: int | None,
         scaling: str | None,
+        invert: bool,
+        invert_signal: str | None,
         split: dict,
         seed: int,
     ) -> None:
-        super().__init__(split=split, seed=seed, scaling=scaling)
+        super().__init__(split=split, seed=seed, scaling=scaling, invert=invert, invert_signal=invert_signal)
         self.data_dir = data_dir
         self.source = check_choice("data.source", source, SOURCES, error=DataError)
         self.download = download

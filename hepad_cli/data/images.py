@@ -16,6 +16,14 @@ Two implementations that give identical images (tests/test_fast_paths.py checks 
 Shared definitions make the two agree to the last bit: pT = sqrt(px² + py²); the jet four-vector is
 the sum of its constituents (never the truth columns), added in constituent order, as a per-jet loop
 adds them; Δφ = mod(φ − φ_jet + π, 2π) − π; each pixel sums its weights in constituent order.
+
+Optional standard preprocessing (``preprocess``, any of ``PREPROCESSING_STEPS``, always applied in this
+order), on the particles' continuous (Δη, Δφ) before they are binned, with pT/pT_jet weights:
+``center`` moves the pT centroid to the image centre; ``rotate`` turns the principal axis of the pT-weighted
+(Δη, Δφ) distribution onto the Δη axis (the image's first, vertical axis); ``flip`` mirrors each axis so
+that its harder half (more pT) lies on the positive side. The fast path computes one affine map per jet
+with NumPy over all particles of a block (``alignment_transforms``) and applies it in the compiled binning
+loop; the reference computes it jet by jet. Without preprocessing the fast path is unchanged.
 """
 
 from __future__ import annotations
@@ -34,6 +42,8 @@ from hepad_cli.validation import check_int, check_number
 BLOCK_JETS = 512
 #: Threads that share the blocks of one call (inputs of more than one block): at most two.
 THREADS = min(2, os.cpu_count() or 1)
+#: The standard jet-image preprocessing steps, in the order they are applied.
+PREPROCESSING_STEPS = ("center", "rotate", "flip")
 
 
 @dataclass(frozen=True)
@@ -107,6 +117,63 @@ def _check_image_settings(size: int, radius: float) -> None:
     check_number("image radius", radius, low=0, low_open=True, error=ValueError)
 
 
+def check_preprocessing(
+    steps: object, key: str = "image preprocess", error: type[Exception] = ValueError
+) -> tuple[str, ...]:
+    """A list of distinct names from PREPROCESSING_STEPS (empty: images as they are)."""
+    if (
+        not isinstance(steps, list | tuple)
+        or any(step not in PREPROCESSING_STEPS for step in steps)
+        or len(set(steps)) != len(steps)
+    ):
+        raise error(
+            f"{key} must be a list of distinct steps from {list(PREPROCESSING_STEPS)} (applied in that "
+            f"order; [] for none), got {steps!r}"
+        )
+    return tuple(step for step in PREPROCESSING_STEPS if step in steps)
+
+
+def alignment_transforms(
+    delta_eta: np.ndarray,
+    delta_phi: np.ndarray,
+    weight: np.ndarray,
+    jet: np.ndarray,
+    n_jets: int,
+    steps: tuple[str, ...],
+) -> np.ndarray:
+    """Per-jet affine maps (n_jets, 6) = (c_η, c_φ, M₀₀, M₀₁, M₁₀, M₁₁) of the preprocessing ``steps``.
+
+    Particles are given flat, each with its jet's index: (Δη, Δφ) relative to the jet axis and weight
+    pT/pT_jet. A particle goes to M · ((Δη, Δφ) − c). Vectorised over jets with bincount.
+    """
+
+    def per_jet(values: np.ndarray) -> np.ndarray:
+        return np.bincount(jet, weights=values, minlength=n_jets)
+
+    total = per_jet(weight)
+    total = np.where(total > 0, total, 1.0)
+    transform = np.zeros((n_jets, 6))
+    transform[:, 2] = transform[:, 5] = 1.0
+    if "center" in steps:
+        transform[:, 0] = per_jet(weight * delta_eta) / total
+        transform[:, 1] = per_jet(weight * delta_phi) / total
+    x = delta_eta - transform[jet, 0]
+    y = delta_phi - transform[jet, 1]
+    if "rotate" in steps:
+        mean_x, mean_y = per_jet(weight * x) / total, per_jet(weight * y) / total
+        u, v = x - mean_x[jet], y - mean_y[jet]
+        angle = 0.5 * np.arctan2(2 * per_jet(weight * u * v), per_jet(weight * (u * u - v * v)))
+        cos, sin = np.cos(angle), np.sin(angle)
+        transform[:, 2:] = np.column_stack([cos, sin, -sin, cos])
+    if "flip" in steps:
+        rotated_x = transform[jet, 2] * x + transform[jet, 3] * y
+        rotated_y = transform[jet, 4] * x + transform[jet, 5] * y
+        for row, coordinate in ((slice(2, 4), rotated_x), (slice(4, 6), rotated_y)):
+            negative = per_jet(weight * (coordinate < 0)) > per_jet(weight * (coordinate > 0))
+            transform[negative, row] *= -1.0
+    return transform
+
+
 # ----------------------------------------------------------------------------------------------------
 # The fast path. The two loops below are compiled with numba on first use (cached on disk).
 
@@ -146,21 +213,27 @@ def _gather_real(constituents, px, py, pz, pt, jet, sums):  # pragma: no cover -
     return k
 
 
-def _fill_images(eta, phi, pt, jet, jet_eta, jet_phi, safe_jet_pt, edges, images):  # pragma: no cover
+def _fill_images(
+    eta, phi, pt, jet, jet_eta, jet_phi, safe_jet_pt, edges, alignment, images
+):  # pragma: no cover
     """Add pT / pT_jet of each particle to its (Δη, Δφ) pixel of images (n, size, size), in order.
 
     Pixels as np.histogram2d: edges[b] <= x < edges[b + 1], x == edges[-1] in the last pixel, values
     outside [edges[0], edges[-1]] (and NaN) dropped. The first guess (x - edges[0]) * scale is off by
     at most one pixel next to an edge; comparisons with the same edges make it exact.
+
+    alignment (n, 6) per jet, or (0, 6) for none: (Δη, Δφ) → M · ((Δη, Δφ) − c) with c = alignment[:2]
+    and M = alignment[2:] row by row (the standard preprocessing, ``alignment_transforms``).
     """
     size = edges.shape[0] - 1
     low, high = edges[0], edges[size]
     scale = size / (high - low)
     two_pi = 2 * math.pi
+    aligned = alignment.shape[0] > 0
     for i in range(eta.shape[0]):
         j = jet[i]
         delta_eta = eta[i] - jet_eta[j]
-        if not (delta_eta >= low and delta_eta <= high):
+        if not aligned and not (delta_eta >= low and delta_eta <= high):
             continue
         # np.mod(x, 2π) for x = φ - φ_jet + π in [-π, 3π]: exact above 2π, rounded like NumPy below 0.
         delta_phi = phi[i] - jet_phi[j]
@@ -170,6 +243,13 @@ def _fill_images(eta, phi, pt, jet, jet_eta, jet_phi, safe_jet_pt, edges, images
         elif delta_phi < 0:
             delta_phi = delta_phi + two_pi
         delta_phi = delta_phi - math.pi
+        if aligned:
+            x = delta_eta - alignment[j, 0]
+            y = delta_phi - alignment[j, 1]
+            delta_eta = alignment[j, 2] * x + alignment[j, 3] * y
+            delta_phi = alignment[j, 4] * x + alignment[j, 5] * y
+            if not (delta_eta >= low and delta_eta <= high):
+                continue
         if not (delta_phi >= low and delta_phi <= high):
             continue
         a = min(int((delta_eta - low) * scale), size - 1)
@@ -214,7 +294,9 @@ def _compile(numba, types):
     # views of a file buffer all convert to it, so one machine-code variant serves every caller.
     constituents = types.Array(types.float64, 3, "A", readonly=True)
     gather_signature = types.int64(constituents, c1, c1, c1, c1, types.int64[::1], types.float64[:, ::1])
-    fill_signature = types.none(c1, c1, c1, types.int64[::1], c1, c1, c1, c1, types.float64[:, :, ::1])
+    fill_signature = types.none(
+        c1, c1, c1, types.int64[::1], c1, c1, c1, c1, types.float64[:, ::1], types.float64[:, :, ::1]
+    )
     gather = numba.njit(gather_signature, cache=True, nogil=True)(_gather_real)
     fill = numba.njit(fill_signature, cache=True, nogil=True)(_fill_images)
     return gather, fill
@@ -238,6 +320,7 @@ class _Workspace:
 
 
 _local = threading.local()
+_NO_ALIGNMENT = np.zeros((0, 6))
 
 
 @lru_cache(maxsize=1)
@@ -256,7 +339,12 @@ def _workspace(n_rows: int, size: int) -> _Workspace:
 
 
 def _images_block(
-    block: np.ndarray, edges: np.ndarray, normalise: bool, out: np.ndarray, work: _Workspace
+    block: np.ndarray,
+    edges: np.ndarray,
+    normalise: bool,
+    out: np.ndarray,
+    work: _Workspace,
+    preprocess: tuple[str, ...] = (),
 ) -> np.ndarray:
     """Images of one block of jets into ``out`` (n, size, size) float32; returns the jet sums (n, 4)."""
     gather_real, fill_images = _kernels()
@@ -270,7 +358,14 @@ def _images_block(
     phi = np.arctan2(py[:k], px[:k])
     images = work.images[:n_jets]
     images.fill(0.0)
-    fill_images(eta, phi, pt[:k], work.jet[:k], jet_eta, jet_phi, safe_jet_pt, edges, images)
+    jet = work.jet[:k]
+    if preprocess:
+        delta_phi = np.mod(phi - jet_phi[jet] + np.pi, 2 * np.pi) - np.pi
+        weight = pt[:k] / safe_jet_pt[jet]
+        alignment = alignment_transforms(eta - jet_eta[jet], delta_phi, weight, jet, n_jets, preprocess)
+    else:
+        alignment = _NO_ALIGNMENT
+    fill_images(eta, phi, pt[:k], jet, jet_eta, jet_phi, safe_jet_pt, edges, alignment, images)
     if normalise:
         totals = images.sum(axis=(1, 2), keepdims=True)
         totals[~(totals > 0)] = 1.0  # empty images stay as they are
@@ -281,14 +376,21 @@ def _images_block(
 
 
 def images_into(
-    constituents: np.ndarray, out: np.ndarray, size: int = 16, radius: float = 0.8, normalise: bool = True
+    constituents: np.ndarray,
+    out: np.ndarray,
+    size: int = 16,
+    radius: float = 0.8,
+    normalise: bool = True,
+    preprocess: tuple[str, ...] | list[str] = (),
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Fill ``out`` (n_jets, size, size) float32 with the images; return (jet pT, jet mass, finite).
 
     constituents: (n_jets, n_constituents, 4) in any memory layout (a strided view of a file buffer is
     read in place). ``finite`` (n_jets,) bool is False for jets with a NaN or infinite momentum.
+    ``preprocess``: steps of PREPROCESSING_STEPS (see the module docstring).
     """
     _check_image_settings(size, radius)
+    preprocess = check_preprocessing(preprocess)
     size = int(size)
     constituents = np.asarray(constituents)
     if constituents.ndim != 3 or constituents.shape[2] != 4:
@@ -309,7 +411,7 @@ def images_into(
             block = constituents[start:stop]
             if block.dtype != np.float64 or block.dtype.byteorder not in "=|":
                 block = block.astype(np.float64)
-            sums[start:stop] = _images_block(block, edges, normalise, out[start:stop], work)
+            sums[start:stop] = _images_block(block, edges, normalise, out[start:stop], work, preprocess)
 
     threads = min(THREADS, len(starts))
     if threads > 1:  # the compiled loops release the GIL: blocks run in parallel
@@ -324,7 +426,11 @@ def images_into(
 
 
 def jet_images_with_observables(
-    constituents: np.ndarray, size: int = 16, radius: float = 0.8, normalise: bool = True
+    constituents: np.ndarray,
+    size: int = 16,
+    radius: float = 0.8,
+    normalise: bool = True,
+    preprocess: tuple[str, ...] | list[str] = (),
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """constituents (n_jets, n_constituents, 4) → (images (n_jets, size, size) float32, jet pT, jet mass).
 
@@ -332,28 +438,60 @@ def jet_images_with_observables(
     """
     _check_image_settings(size, radius)
     out = np.empty((len(constituents), int(size), int(size)), np.float32)
-    jet_pt, jet_mass, _ = images_into(constituents, out, size=size, radius=radius, normalise=normalise)
+    jet_pt, jet_mass, _ = images_into(
+        constituents, out, size=size, radius=radius, normalise=normalise, preprocess=preprocess
+    )
     return out, jet_pt, jet_mass
 
 
 def jet_images(
-    constituents: np.ndarray, size: int = 16, radius: float = 0.8, normalise: bool = True
+    constituents: np.ndarray,
+    size: int = 16,
+    radius: float = 0.8,
+    normalise: bool = True,
+    preprocess: tuple[str, ...] | list[str] = (),
 ) -> np.ndarray:
     """Shortcut: constituents (n_jets, n_constituents, 4) → images (n_jets, size, size) float32."""
-    return jet_images_with_observables(constituents, size=size, radius=radius, normalise=normalise)[0]
+    return jet_images_with_observables(
+        constituents, size=size, radius=radius, normalise=normalise, preprocess=preprocess
+    )[0]
+
+
+def _align_one_jet(x: np.ndarray, y: np.ndarray, w: np.ndarray, steps: tuple[str, ...]):
+    """One jet's particles (Δη, Δφ) with weights w after the preprocessing steps, written out plainly."""
+    if "center" in steps and w.sum() > 0:
+        x, y = x - np.average(x, weights=w), y - np.average(y, weights=w)
+    if "rotate" in steps and w.sum() > 0:
+        u, v = x - np.average(x, weights=w), y - np.average(y, weights=w)
+        angle = 0.5 * np.arctan2(2 * np.sum(w * u * v), np.sum(w * (u * u - v * v)))
+        x, y = np.cos(angle) * x + np.sin(angle) * y, -np.sin(angle) * x + np.cos(angle) * y
+    if "flip" in steps:
+        if w[x < 0].sum() > w[x > 0].sum():
+            x = -x
+        if w[y < 0].sum() > w[y > 0].sum():
+            y = -y
+    return x, y
 
 
 def jet_images_reference(
-    constituents: np.ndarray, size: int = 16, radius: float = 0.8, normalise: bool = True
+    constituents: np.ndarray,
+    size: int = 16,
+    radius: float = 0.8,
+    normalise: bool = True,
+    preprocess: tuple[str, ...] | list[str] = (),
 ) -> np.ndarray:
     """The straightforward per-jet ``np.histogram2d`` loop the notebooks use; kept as the reference."""
+    steps = check_preprocessing(preprocess)
     kin = jet_kinematics(constituents)
     images = np.zeros((len(constituents), size, size))
     for i in range(len(constituents)):
         real = kin.is_real[i]
+        delta_eta, delta_phi = kin.delta_eta[i][real], kin.delta_phi[i][real]
+        if steps:
+            delta_eta, delta_phi = _align_one_jet(delta_eta, delta_phi, kin.pt_fraction[i][real], steps)
         image, _, _ = np.histogram2d(
-            kin.delta_eta[i][real],
-            kin.delta_phi[i][real],
+            delta_eta,
+            delta_phi,
             bins=size,
             range=[[-radius, radius], [-radius, radius]],
             weights=kin.pt_fraction[i][real],

@@ -17,7 +17,7 @@ from hepad_cli.data.download import fetch_file
 from hepad_cli.data.jets import ImageSettings, read_jet_images
 from hepad_cli.data.toptagging_format import count_jets
 from hepad_cli.errors import DataError
-from hepad_cli.validation import check_int
+from hepad_cli.validation import check_bool, check_int
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +26,7 @@ class TopTaggingJets(Dataset):
     """Background = QCD jets (is_signal_new = 0), split train/val/test; signal "top" = test only."""
 
     representation = "image"
+    background_name = "qcd"
 
     def __init__(
         self,
@@ -37,12 +38,15 @@ class TopTaggingJets(Dataset):
         download: bool,
         max_jets: int | None,
         image: dict,
+        tau32: bool,
         split: dict,
         seed: int,
         scaling: str | None,
+        invert: bool,
+        invert_signal: str | None,
         chunk_size: int,
     ) -> None:
-        super().__init__(split=split, seed=seed, scaling=scaling)
+        super().__init__(split=split, seed=seed, scaling=scaling, invert=invert, invert_signal=invert_signal)
         self.data_dir = data_dir
         self.file = file
         self.url = url
@@ -50,6 +54,7 @@ class TopTaggingJets(Dataset):
         self.download = download
         self.max_jets = check_int("data.max_jets", max_jets, allow_none=True, error=DataError)
         self.image = ImageSettings(**image)
+        self.with_tau32 = check_bool("data.tau32", tau32, error=DataError)
         self.chunk_size = check_int("data.chunk_size", chunk_size, error=DataError)
 
     def read(self) -> DatasetContent:
@@ -59,7 +64,9 @@ class TopTaggingJets(Dataset):
         log.info("Top Quark Tagging file: %s", path)
         fetched = fetch_file(self.url, path, self.checksum, allow_download=self.download)
         rows = self.subsample_rows(count_jets(path), self.max_jets)
-        jets = read_jet_images(path, self.image, rows=rows, chunk_size=self.chunk_size)
+        jets = read_jet_images(
+            path, self.image, rows=rows, chunk_size=self.chunk_size, with_tau32=self.with_tau32
+        )
         background = jets.select(np.flatnonzero(jets.is_signal == 0))
         top = jets.select(np.flatnonzero(jets.is_signal == 1))
         log.info("read %d QCD and %d top jets from %s", len(background.images), len(top.images), path.name)

@@ -10,7 +10,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from hepad_cli.data.dataset import EventSample
-from hepad_cli.data.images import images_into
+from hepad_cli.data.images import check_preprocessing, images_into
+from hepad_cli.data.substructure import tau32
 from hepad_cli.data.toptagging_format import count_jets, iter_record_blocks
 from hepad_cli.errors import DataError
 from hepad_cli.validation import check_bool, check_int, check_number
@@ -20,33 +21,48 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ImageSettings:
-    """size: pixels per side; radius: half-width of the image in Δη and Δφ; normalise: sum to one."""
+    """size: pixels per side; radius: half-width of the image in Δη and Δφ; normalise: sum to one;
+    preprocess: standard preprocessing steps (center, rotate, flip; hepad_cli.data.images)."""
 
     size: int
     radius: float
     normalise: bool
+    preprocess: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         check_int("data.image.size", self.size, hint="e.g. 16", error=DataError)
         check_number("data.image.radius", self.radius, low=0, low_open=True, hint="e.g. 0.8", error=DataError)
         check_bool("data.image.normalise", self.normalise, error=DataError)
+        steps = check_preprocessing(self.preprocess, key="data.image.preprocess", error=DataError)
+        object.__setattr__(self, "preprocess", steps)
 
 
 @dataclass
 class JetImages:
-    """images: (n_jets, size, size, 1) float32; is_signal: (n_jets,); mass, pt: (n_jets,) in GeV."""
+    """images: (n_jets, size, size, 1) float32; is_signal: (n_jets,); mass, pt: (n_jets,) in GeV;
+    tau32: (n_jets,) N-subjettiness ratio, or None where it was not computed."""
 
     images: np.ndarray
     is_signal: np.ndarray
     mass: np.ndarray
     pt: np.ndarray
+    tau32: np.ndarray | None = None
 
     def select(self, index: np.ndarray) -> JetImages:
-        return JetImages(self.images[index], self.is_signal[index], self.mass[index], self.pt[index])
+        return JetImages(
+            self.images[index],
+            self.is_signal[index],
+            self.mass[index],
+            self.pt[index],
+            None if self.tau32 is None else self.tau32[index],
+        )
 
     def as_sample(self) -> EventSample:
-        """The images as detector inputs, jet mass and pT (GeV) as observables."""
-        return EventSample(self.images, {"mass": self.mass, "pt": self.pt})
+        """The images as detector inputs; jet mass and pT (GeV), and τ32 where computed, as observables."""
+        observables = {"mass": self.mass, "pt": self.pt}
+        if self.tau32 is not None:
+            observables["tau32"] = self.tau32
+        return EventSample(self.images, observables)
 
 
 #: File rows per read of read_jet_images (3.3 MB: the block just read is still in the CPU cache), and how
@@ -93,12 +109,14 @@ def read_jet_images(
     rows: np.ndarray | None = None,
     chunk_size: int = 10_000,
     description: str | None = None,
+    with_tau32: bool = False,
 ) -> JetImages:
     """Read the selected rows (all when None) and turn each window into images before the next is read.
 
     Streams: a background thread reads windows of at most min(chunk_size, READ_WINDOW) file rows into a
     small ring of reused buffers while this thread turns the previous window into images, written
     straight into one preallocated array; memory is the images plus a few windows (about 10 MB).
+    ``with_tau32``: also compute each jet's N-subjettiness ratio τ32 from its constituents.
     """
     total = count_jets(path) if rows is None else len(rows)
     if total == 0:
@@ -108,6 +126,7 @@ def read_jet_images(
     labels = np.empty(total, np.int64)
     masses = np.empty(total, np.float32)
     pts = np.empty(total, np.float32)
+    tau32s = np.empty(total, np.float32) if with_tau32 else None
     filled = 0
     with tqdm(
         total=total, desc=description or f"reading {os.path.basename(path)}", unit="jet", leave=False
@@ -117,7 +136,12 @@ def read_jet_images(
         ):
             window = slice(filled, filled + len(block.rows))
             jet_pt, jet_mass, finite = images_into(
-                block.constituents, images[window, :, :, 0], image.size, image.radius, image.normalise
+                block.constituents,
+                images[window, :, :, 0],
+                image.size,
+                image.radius,
+                image.normalise,
+                image.preprocess,
             )
             if not finite.all():
                 bad = block.rows[~finite]
@@ -128,6 +152,8 @@ def read_jet_images(
             labels[window] = block.is_signal
             masses[window] = jet_mass
             pts[window] = jet_pt
+            if tau32s is not None:
+                tau32s[window] = tau32(block.constituents)
             filled = window.stop
             bar.update(len(block.rows))
-    return JetImages(images, labels, masses, pts)
+    return JetImages(images, labels, masses, pts, tau32s)

@@ -14,6 +14,7 @@ from hepad_cli.data.download import file_md5
 from hepad_cli.data.generation import GenerationSettings, ensure_sample
 from hepad_cli.data.jets import ImageSettings, read_jet_images
 from hepad_cli.errors import DataError
+from hepad_cli.validation import check_bool
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +25,7 @@ class PythiaJets(Dataset):
     """Background: QCD dijets; signals: any of top, w, z. Jet window and sizes from the config."""
 
     representation = "image"
+    background_name = "qcd"
 
     def __init__(
         self,
@@ -40,11 +42,14 @@ class PythiaJets(Dataset):
         jet_radius: float,
         max_constituents: int,
         image: dict,
+        tau32: bool,
         split: dict,
         seed: int,
         scaling: str | None,
+        invert: bool,
+        invert_signal: str | None,
     ) -> None:
-        super().__init__(split=split, seed=seed, scaling=scaling)
+        super().__init__(split=split, seed=seed, scaling=scaling, invert=invert, invert_signal=invert_signal)
         self.data_dir = data_dir
         self.n_background = n_background
         self.n_signal = n_signal
@@ -59,6 +64,7 @@ class PythiaJets(Dataset):
             max_constituents=max_constituents,
         )
         self.image = ImageSettings(**image)
+        self.with_tau32 = check_bool("data.tau32", tau32, error=DataError)
         unknown = sorted(set(self.signals) - set(SIGNAL_PROCESSES))
         if unknown or not self.signals:
             raise DataError(
@@ -83,7 +89,9 @@ class PythiaJets(Dataset):
         jets, provenance = {}, []
         for process, settings in self.settings.items():
             path = ensure_sample(settings, data_dir, n_workers=self.n_workers)
-            jets[process] = read_jet_images(path, self.image, description=f"imaging {process} jets")
+            jets[process] = read_jet_images(
+                path, self.image, description=f"imaging {process} jets", with_tau32=self.with_tau32
+            )
             provenance.append(
                 {
                     "path": str(path),

@@ -52,6 +52,10 @@ class Samples:
     dataset): train_labels / val_labels give each training / validation row a global label (1 = good,
     0 = anomalous), train_weights / val_weights a per-row weight, feature_groups names column groups of
     the features, and supervision says in words which labels training used (it goes into auc.json).
+
+    background_val_observables: the observables of the background validation split (what a background-only
+    transform of the scores, such as the decorrelation, is fitted on). trained_on: the signal that was
+    trained on in the inverse task (None: the usual background).
     """
 
     background_train: np.ndarray
@@ -69,6 +73,8 @@ class Samples:
     supervision: str | None = None
     preprocessing: object | None = None
     input_signature: dict = field(default_factory=dict)
+    background_val_observables: dict[str, np.ndarray] = field(default_factory=dict)
+    trained_on: str | None = None
 
     def __post_init__(self) -> None:
         self.background_train = _as_events("background_train", self.background_train)

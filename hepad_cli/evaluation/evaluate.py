@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from hepad_cli.errors import ConfigError
 from hepad_cli.evaluation import metrics, plots
+from hepad_cli.evaluation.sculpting import SculptingSettings
 from hepad_cli.io import atomic_path
 from hepad_cli.report import SignalResult
 from hepad_cli.validation import check_bool, check_int, check_number, is_number
@@ -30,9 +31,20 @@ class EvaluatorSettings:
     latency_repeats: int = 20
     latency_bulk_size: int = 4096
     latency_bulk_repeats: int = 3
+    sculpting: SculptingSettings | dict = field(default_factory=SculptingSettings)
+    decorrelate: str | None = None
+    decorrelation_bins: int = 10
     seed: int = 0
 
     def __post_init__(self) -> None:
+        if isinstance(self.sculpting, dict):
+            object.__setattr__(self, "sculpting", SculptingSettings(**self.sculpting))
+        if self.decorrelate is not None and not isinstance(self.decorrelate, str):
+            raise ConfigError(
+                "evaluator.decorrelate must name an observable (e.g. mass) or be null; "
+                f"got {self.decorrelate!r}"
+            )
+        check_int("evaluator.decorrelation_bins", self.decorrelation_bins)
         check_int("evaluator.n_bootstrap", self.n_bootstrap, minimum=0)
         for name in (
             "latency_repeats",
@@ -141,11 +153,14 @@ def write_scores(
     observables: dict,
     extra_scores: dict[str, dict[str, np.ndarray]] | None = None,
     attributes: dict | None = None,
+    decorrelated: dict[str, np.ndarray] | None = None,
 ) -> None:
     """scores.h5: score and origin of every scored event, plus per-event observables where known.
 
     ``extra_scores`` ({score name: {sample: scores}}) are written as ``score_<name>`` beside ``score``;
     ``attributes`` are added to the file's attributes.
+    ``decorrelated`` ({sample: scores}), the primary score made flat in an observable, as
+    ``score_decorrelated``.
     """
     import h5py
 
@@ -156,6 +171,8 @@ def write_scores(
             f.create_dataset(f"score_{extra_name}", data=np.concatenate([extra[n] for n in names]))
         if extra_scores:
             f.attrs["extra_score_names"] = list(extra_scores)
+        if decorrelated is not None:
+            f.create_dataset("score_decorrelated", data=np.concatenate([decorrelated[n] for n in names]))
         f.create_dataset(
             "origin",
             data=np.concatenate([np.full(len(scores[n]), i, dtype=np.int16) for i, n in enumerate(names)]),
@@ -191,13 +208,17 @@ def write_figures(
     settings: EvaluatorSettings,
     title: str,
     radius: float | None,
+    references: list | None = None,
 ) -> list[str]:
+    """The run's figures; ``references`` (ReferenceCurve) are drawn dashed on roc.png."""
     written = []
     label = detector.score_name.replace("_", " ")
     plots.plot_score_histograms(scores, label, out_dir / "loss_hist.png", title)
     written.append("loss_hist.png")
     curves = {name: metrics.roc_curve_points(scores["background"], scores[name]) for name in signal_results}
-    plots.plot_roc(curves, {n: r.auc for n, r in signal_results.items()}, out_dir / "roc.png", title)
+    plots.plot_roc(
+        curves, {n: r.auc for n, r in signal_results.items()}, out_dir / "roc.png", title, references
+    )
     written.append("roc.png")
     if detector.history_:
         plots.plot_history(detector.history_, out_dir / "history.png", title)

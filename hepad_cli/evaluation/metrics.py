@@ -63,25 +63,29 @@ def auc_with_interval(
     return auc, (float(low), float(high))
 
 
-def tpr_at_fpr(
-    background: np.ndarray, signal: np.ndarray, fprs=DEFAULT_FPRS, min_background_above: int = 1
-) -> dict[str, float | None]:
-    """Signal efficiency at each background efficiency the test background can resolve.
+def threshold_at_fpr(background: np.ndarray, fpr: float, min_background_above: int = 1) -> float | None:
+    """The score above which a fraction ``fpr`` of the background lies, or None where unresolved.
 
     The threshold at FPR f leaves k = floor(f · n_background) background events above it; when k is
     below ``min_background_above`` the sample cannot resolve f and the value is None (never extrapolated).
     """
     descending = np.sort(np.asarray(background, np.float64))[::-1]
+    k = int(np.floor(fpr * len(descending)))
+    if k < max(min_background_above, 1) or k >= len(descending):
+        return None
+    return float(descending[k])
+
+
+def tpr_at_fpr(
+    background: np.ndarray, signal: np.ndarray, fprs=DEFAULT_FPRS, min_background_above: int = 1
+) -> dict[str, float | None]:
+    """Signal efficiency at each background efficiency the test background can resolve (see
+    ``threshold_at_fpr``)."""
     signal = np.asarray(signal, np.float64)
     result: dict[str, float | None] = {}
     for fpr in fprs:
-        k = int(np.floor(fpr * len(descending)))
-        key = f"{fpr:.0e}"
-        if k < max(min_background_above, 1) or k >= len(descending):
-            result[key] = None
-            continue
-        threshold = descending[k]
-        result[key] = float(np.mean(signal > threshold))
+        threshold = threshold_at_fpr(background, fpr, min_background_above)
+        result[f"{fpr:.0e}"] = None if threshold is None else float(np.mean(signal > threshold))
     return result
 
 

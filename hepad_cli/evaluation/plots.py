@@ -71,10 +71,22 @@ def plot_score_histograms(scores: Mapping[str, np.ndarray], score_label: str, pa
     save_figure(fig, path)
 
 
+#: Line styles of the reference observables on roc.png, in the order they come.
+REFERENCE_STYLES = ("--", ":", "-.")
+
+
 def plot_roc(
-    curves: Mapping[str, tuple[np.ndarray, np.ndarray]], aucs: Mapping[str, float], path: Path, title: str
+    curves: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    aucs: Mapping[str, float],
+    path: Path,
+    title: str,
+    references: list | None = None,
 ) -> None:
-    """Background rejection 1/FPR against signal efficiency, as trigger and tagging people read ROCs."""
+    """Background rejection 1/FPR against signal efficiency, as trigger and tagging people read ROCs.
+
+    ``references``: one observable's ROC per signal (``ReferenceCurve``), thin and dashed in the signal's
+    colour, labelled as references: a cut on one observable, not a detector.
+    """
     plt = styled_pyplot()
     colours = _signal_colours(list(curves))
     fig, ax = plt.subplots()
@@ -87,14 +99,28 @@ def plot_roc(
             linewidth=2,
             label=f"{name}: AUC = {aucs[name]:.3f}",
         )
+    styles = {}
+    for curve in references or []:
+        if curve.signal not in colours:
+            continue
+        style = styles.setdefault(curve.observable, REFERENCE_STYLES[len(styles) % len(REFERENCE_STYLES)])
+        keep = curve.fpr > 0
+        ax.plot(
+            curve.tpr[keep],
+            1.0 / curve.fpr[keep],
+            color=colours[curve.signal],
+            linewidth=1.2,
+            linestyle=style,
+            label=f"{curve.signal}: {curve.label} cut, reference (AUC {curve.auc:.3f})",
+        )
     grid = np.linspace(1e-3, 1, 200)
-    ax.plot(grid, 1.0 / grid, color="0.5", linestyle="--", label="random guess")
+    ax.plot(grid, 1.0 / grid, color="0.5", linestyle=(0, (1, 4)), label="random guess")
     ax.set_yscale("log")
     ax.set_xlim(0, 1)
     ax.set_xlabel("signal efficiency (true positive rate)")
     ax.set_ylabel("background rejection 1 / (false positive rate)")
     ax.set_title(title, fontsize=14)
-    ax.legend()
+    ax.legend(fontsize=10 if references else None)
     save_figure(fig, path)
 
 

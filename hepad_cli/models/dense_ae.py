@@ -2,11 +2,13 @@
 
 Encoder: Flatten → Dense(h, act) for h in ``encoder_hidden`` → Dense(latent_dim, latent_activation).
 Decoder: Dense(h, act) for h in ``decoder_hidden`` (default: ``encoder_hidden`` reversed) →
-Dense(n_features) (linear, with bias) → reshaped to the input shape. ``latent_dim`` is the bottleneck; the
-input size comes from the data. Score = per-event mean squared error, as ``mse_loss`` in the notebooks.
+Dense(n_features, output_activation) (with bias) → reshaped to the input shape. ``latent_dim`` is the
+bottleneck; the input size comes from the data. Score = per-event mean squared error, as ``mse_loss`` in
+the notebooks.
 
-Presets (conf/model/): ``dense_ae_notebook`` 57→8→57 and ``dense_ae_challenge`` 57→16→3→8→16→57
-without biases in the hidden layers, as in the ADC2021 example code (``Dense_AE.ipynb``).
+Presets (conf/model/): ``dense_ae_notebook`` 57→8→57 with ReLU on the latent and on the output, and
+``dense_ae_challenge`` 57→16→3→8→16→57 without biases in the hidden layers, as in the ADC2021 example
+code (``Dense_AE.ipynb``).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ class DenseAutoencoder(KerasAutoencoder):
         decoder_hidden: list[int] | tuple[int, ...] | None = None,
         activation: str = "relu",
         latent_activation: str = "linear",
+        output_activation: str = "linear",
         use_bias: bool = True,
         trainer: dict | None = None,
         seed: int = 0,
@@ -43,6 +46,7 @@ class DenseAutoencoder(KerasAutoencoder):
         )
         self.activation = activation
         self.latent_activation = latent_activation
+        self.output_activation = output_activation
         self.use_bias = use_bias
         check_latent_dim(latent_dim)
         check_int_list("model.encoder_hidden", self.encoder_hidden)
@@ -50,6 +54,7 @@ class DenseAutoencoder(KerasAutoencoder):
             check_int_list("model.decoder_hidden", self.decoder_hidden)
         check_activation("model.activation", activation)
         check_activation("model.latent_activation", latent_activation)
+        check_activation("model.output_activation", output_activation)
         check_bool("model.use_bias", use_bias)
 
     def build(self, event_shape: tuple[int, ...]):
@@ -74,7 +79,10 @@ class DenseAutoencoder(KerasAutoencoder):
         decoder_layers += [
             layers.Dense(size, activation=self.activation, use_bias=self.use_bias) for size in decoder_hidden
         ]
-        decoder_layers += [layers.Dense(n_features), layers.Reshape(event_shape)]
+        decoder_layers += [
+            layers.Dense(n_features, activation=self.output_activation, name="output"),
+            layers.Reshape(event_shape),
+        ]
         decoder = keras.Sequential(decoder_layers, name="decoder")
         inputs = keras.Input(event_shape)
         autoencoder = keras.Model(inputs, decoder(encoder(inputs)), name="dense_ae")
