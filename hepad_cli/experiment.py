@@ -56,6 +56,7 @@ def run(cfg: DictConfig, out_dir: Path, overrides: list[str] | None = None) -> R
     from hepad_cli.provenance import RunRecord
 
     out_dir.mkdir(parents=True, exist_ok=True)
+    # Claims the directory: an earlier run's files are moved aside, a live run's directory is refused.
     record = RunRecord(out_dir, OmegaConf.to_container(cfg, resolve=True), overrides or [])
     clock = Stopwatch()
     try:
@@ -71,12 +72,13 @@ def run(cfg: DictConfig, out_dir: Path, overrides: list[str] | None = None) -> R
         with clock.stage("score"):
             scored = score(detector, samples.named_test_samples())
         report = evaluate(cfg, detector, samples, scored, evaluator, out_dir, warnings, clock)
+        report.run_id = record.run_id  # ties auc.json to this run's status.json and run_info.json
         write(report, scored, samples, out_dir)
         record.add(timing_s=clock.timing_s)
         record.complete()
         return report
     except BaseException as error:
-        record.failed(error)
+        record.failed(error)  # removes this run's partial results first
         raise
     finally:
         _release_keras()
@@ -86,16 +88,19 @@ def build(cfg: DictConfig):
     """Evaluator settings, dataset and detector from the config; constructors validate their settings, so
     config mistakes fail here, before any data or training work."""
     from hepad_cli.evaluation.evaluate import EvaluatorSettings
+    from hepad_cli.validation import check_seed
 
+    check_seed("seed", cfg.seed)
     evaluator = EvaluatorSettings(**OmegaConf.to_container(cfg.evaluator, resolve=True), seed=cfg.seed)
     return evaluator, instantiate_node(cfg.data), instantiate_node(cfg.model)
 
 
 def check(samples) -> list[str]:
-    """The unsupervised contract: no signal event in the training sample. Returns warnings for the report."""
+    """The unsupervised contract: no signal event in the training sample. Returns warnings for the report:
+    the dataset's own, identical files, and signal events that equal background test events."""
     from hepad_cli.data.samples import assert_background_only
 
-    warnings = []
+    warnings = list(samples.warnings)
     copies = signals_identical_to_background(samples.provenance)
     for name in copies:
         warnings.append(
@@ -106,6 +111,22 @@ def check(samples) -> list[str]:
     assert_background_only(
         samples.background_train, {k: v for k, v in samples.signals.items() if k not in copies}
     )
+    return warnings + signals_in_background_test(samples, skip=copies)
+
+
+def signals_in_background_test(samples, skip: list[str]) -> list[str]:
+    """Warnings for signal events identical to background test events: no score can separate those."""
+    from hepad_cli.data.samples import describe_shared, rows_also_in
+
+    warnings = []
+    for name, x in samples.signals.items():
+        shared = rows_also_in(samples.background_test, x) if name not in skip else []
+        if len(shared):
+            warnings.append(
+                f"{describe_shared(x, shared)} of signal '{name}' equal background test events: no score "
+                "can separate them, and they pull the AUC towards 0.5"
+            )
+            log.warning(warnings[-1])
     return warnings
 
 

@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from hepad_cli.errors import DataError
 from hepad_cli.experiment import MODEL_DIR, instantiate_node
+from hepad_cli.provenance import read_status, record_mismatch
 from hepad_cli.report import RunReport
 
 
@@ -34,12 +35,12 @@ class FinishedRun:
             raise RunDirectoryError(
                 f"run_dir={directory} is not a directory: name a run directory under outputs/"
             )
-        try:
-            status = json.loads((directory / "status.json").read_text()).get("status")
-        except (OSError, ValueError):
+        record = read_status(directory)
+        if record is None:
             raise RunDirectoryError(
                 f"{directory} has no readable status.json: it is not a hepad run directory"
-            ) from None
+            )
+        status = record.get("status")
         if status != "complete":
             raise RunDirectoryError(
                 f"the run in {directory} is {status!r}, not complete: only a complete run has a trained "
@@ -47,12 +48,17 @@ class FinishedRun:
             )
         try:
             # run_info.json holds the config as the run resolved it (paths, environment, seed).
-            config = json.loads((directory / "run_info.json").read_text())["config"]
-        except (OSError, ValueError, KeyError) as error:
+            info = json.loads((directory / "run_info.json").read_text())
+            config = info["config"]
+        except (OSError, ValueError, KeyError, TypeError) as error:
             raise RunDirectoryError(f"{directory / 'run_info.json'} is unreadable ({error})") from None
         if not (directory / MODEL_DIR).is_dir():
             raise RunDirectoryError(f"{directory / MODEL_DIR} is missing: the run saved no model")
-        return cls(directory, OmegaConf.create(config), RunReport.read(directory))
+        report = RunReport.read(directory)
+        mismatch = record_mismatch(record, info, report.run_id)
+        if mismatch:
+            raise RunDirectoryError(f"{directory}: {mismatch}; rerun it or pick another run")
+        return cls(directory, OmegaConf.create(config), report)
 
     @property
     def model_dir(self) -> Path:

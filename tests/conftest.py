@@ -21,7 +21,7 @@ FAST_TRAINER = [
     "trainer.epochs=2",
     "trainer.batch_size=64",
     "trainer.progress_bar=false",
-    "evaluator.n_bootstrap=20",
+    "evaluator.n_bootstrap=40",
 ]
 
 

@@ -67,7 +67,7 @@ def test_pca_run_has_no_history_but_a_latent_space(tmp_path, pythia_data_dir):
     result = run_cli(
         "model=pca",
         *TINY_PYTHIA,
-        "evaluator.n_bootstrap=20",
+        "evaluator.n_bootstrap=0",
         f"paths.data_dir={pythia_data_dir}",
         cwd=tmp_path,
     )
@@ -83,7 +83,7 @@ def test_plain_multirun_over_latent_dim_gives_one_directory_per_job(tmp_path, py
         "model=pca",
         "model.latent_dim=2,4",
         *TINY_PYTHIA,
-        "evaluator.n_bootstrap=10",
+        "evaluator.n_bootstrap=0",
         "evaluator.plots=false",
         f"paths.data_dir={pythia_data_dir}",
         cwd=tmp_path,
@@ -106,7 +106,7 @@ def test_two_runs_in_the_same_second_get_different_directories(tmp_path, pythia_
         str(HEPAD_RUN),
         "model=pca",
         *TINY_PYTHIA,
-        "evaluator.n_bootstrap=5",
+        "evaluator.n_bootstrap=0",
         "evaluator.plots=false",
         f"paths.data_dir={pythia_data_dir}",
     ]

@@ -115,7 +115,7 @@ def test_ctrl_c_during_generation_leaves_no_sample_and_a_rerun_generates_it(tmp_
         "data.n_background=200",
         "data.signals=[top]",
         "data.n_signal=60",
-        "evaluator.n_bootstrap=5",
+        "evaluator.n_bootstrap=0",
         "evaluator.plots=false",
         f"paths.data_dir={data_dir}",
         cwd=tmp_path,
@@ -138,7 +138,7 @@ def test_disk_full_while_writing_marks_the_run_failed_and_leaves_earlier_runs_un
                 "model=pca",
                 *TINY_PYTHIA,
                 f"paths.data_dir={pythia_data_dir}",
-                "evaluator.n_bootstrap=5",
+                "evaluator.n_bootstrap=0",
             ],
         )
     earlier = tmp_path / "earlier"

@@ -30,7 +30,7 @@ def jetnet_overrides(path, *extra):
         f"data.data_dir={path.parent}",
         "data.checksum=null",
         "data.download=false",
-        "evaluator.n_bootstrap=10",
+        "evaluator.n_bootstrap=0",
         "evaluator.plots=false",
         *extra,
     ]

@@ -9,7 +9,7 @@ from pathlib import Path
 from hepad_cli.sweep import main as summary_main
 from tests.conftest import TINY_PYTHIA, run_cli
 
-QUICK_PCA = ["model=pca", *TINY_PYTHIA, "evaluator.n_bootstrap=10", "evaluator.plots=false"]
+QUICK_PCA = ["model=pca", *TINY_PYTHIA, "evaluator.n_bootstrap=40", "evaluator.plots=false"]
 
 
 def sweep_dir(root: Path) -> Path:
