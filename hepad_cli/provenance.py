@@ -277,9 +277,10 @@ class RunRecord:
             return True
         except OSError as write_error:
             log.error(
-                "could not mark the run failed in %s (%s; then %s): it still says 'running'",
+                "could not mark the run failed in %s (%s; then %s): it still says %r",
                 self.out_dir / STATUS_FILE,
                 first,
                 write_error,
+                (read_status(self.out_dir) or {}).get("status"),
             )
             return False

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import shutil
 import signal
 import sys
 import threading
@@ -23,6 +24,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 _PROCESS_TAG = secrets.token_hex(3)
 OmegaConf.register_new_resolver("process_tag", lambda: _PROCESS_TAG, replace=True)
 
+#: Free space a run directory needs to hold at least its record and log.
+MIN_FREE_BYTES = 1 << 20
 #: Exit status of a run stopped by a signal, as a shell reports it: 128 + the signal number.
 EXIT_SIGTERM = 128 + signal.SIGTERM
 EXIT_SIGINT = 128 + signal.SIGINT
@@ -90,8 +93,15 @@ def app(cfg: DictConfig) -> float:
             return float("nan")  # an optimising sweeper (Optuna) records the trial as failed
         if not known:
             raise
-        log.error("%s", error)
-        print(f"hepad-run: error: {error}", file=sys.stderr)
+        message = str(error)
+        if is_environment_error(error):
+            # The OS's own words first: HDF5 and friends bury them in long messages.
+            message = (
+                f"{os.strerror(error.errno)}: free space or make the directory writable, or point "
+                f"paths.output_dir / paths.data_dir elsewhere ({error})"
+            )
+        log.error("%s", message)
+        print(f"hepad-run: error: {message}", file=sys.stderr)
         print(f"hepad-run: {status_line(out_dir)}", file=sys.stderr)
         raise SystemExit(1) from None
     for warning in report.warnings:
@@ -104,7 +114,7 @@ def app(cfg: DictConfig) -> float:
 
 def check_output_directory(key: str, directory: str) -> None:
     """Stop with one clear line when ``directory`` cannot become a run directory (a file is in the way,
-    or it cannot be written), before Hydra tries to create it."""
+    it cannot be written, its disk is full), before Hydra tries to create it."""
     path = Path(directory).expanduser().absolute()
     existing = path
     while not existing.exists() and existing != existing.parent:
@@ -114,6 +124,8 @@ def check_output_directory(key: str, directory: str) -> None:
         problem = f"{existing} is a file, not a directory"
     elif not os.access(existing, os.W_OK | os.X_OK):
         problem = f"{existing} is not writable"
+    elif shutil.disk_usage(existing).free < MIN_FREE_BYTES:
+        problem = f"the disk of {existing} has only {shutil.disk_usage(existing).free // 1024} KiB free"
     if problem:
         print(
             f"hepad-run: error: {key}={directory} cannot be used: {problem}. Choose another directory, "

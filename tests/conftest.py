@@ -103,3 +103,30 @@ def run_cli(
     return subprocess.run(
         [str(HEPAD_RUN), *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=environment
     )
+
+
+def in_small_filesystem(
+    script: str, tmp_path: Path, options: str = "size=32m", env: dict | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess:
+    """Run a shell script with a fresh tmpfs (mount ``options``) at $MNT, in a private mount namespace of a
+    user namespace (no root needed); what the script copies to $OUT survives it. A real filesystem that
+    fills up, for the disk-full tests."""
+    mount_point, out = tmp_path / "mnt", tmp_path / "out"
+    mount_point.mkdir()
+    out.mkdir()
+    prologue = f'mount -t tmpfs -o {options} tmpfs "$MNT" || exit 90\n'
+    result = subprocess.run(
+        ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", prologue + script],
+        env={
+            **os.environ,
+            "TF_CPP_MIN_LOG_LEVEL": "2",
+            "MNT": str(mount_point),
+            "OUT": str(out),
+            **(env or {}),
+        },
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert result.returncode != 90, f"cannot mount a tmpfs in a user namespace here: {result.stderr}"
+    return result

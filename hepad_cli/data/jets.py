@@ -122,6 +122,13 @@ def _counts_kernel():
         return numba.njit(signature, cache=True, nogil=True)(_constituent_counts)
 
 
+@lru_cache(maxsize=1)
+def _checker():
+    from concurrent.futures import ThreadPoolExecutor
+
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="hepad-jet-checks")
+
+
 class JetChecks:
     """Rows of a file whose jets cannot mean what the layout says, gathered block by block."""
 
@@ -136,12 +143,17 @@ class JetChecks:
         }
         self.total = 0
 
-    def add(self, block, images: np.ndarray) -> None:
-        """Check one block: its records and the images just made from them."""
-        constituents = block.constituents
+    @staticmethod
+    def count(block) -> tuple[np.ndarray, np.ndarray]:
+        """Per jet of a block: constituents with pT > 0, constituents with E < |p|. Releases the GIL, so
+        it runs in a helper thread while the images of the same block are made."""
         real = np.empty(len(block.rows), np.int64)
         unphysical = np.empty(len(block.rows), np.int64)
-        _counts_kernel()(constituents, real, unphysical, ENERGY_TOLERANCE)
+        _counts_kernel()(block.constituents, real, unphysical, ENERGY_TOLERANCE)
+        return real, unphysical
+
+    def add(self, block, images: np.ndarray, real: np.ndarray, unphysical: np.ndarray) -> None:
+        """Check one block: its labels, its constituent counts (``count``) and the images made from it."""
         labels = block.is_signal
         inside = images.reshape(len(images), -1).any(axis=1)
         for name, bad in (
@@ -266,16 +278,17 @@ def read_jet_images(
             path, rows=rows, chunk_size=min(chunk_size, READ_WINDOW), prefetch=READ_AHEAD
         ):
             window = slice(filled, filled + len(block.rows))
+            counting = _checker().submit(checks.count, block)  # on the core the image code leaves idle
             jet_pt, jet_mass, finite = images_into(
                 block.constituents, images[window, :, :, 0], image.size, image.radius, image.normalise
             )
+            checks.add(block, images[window], *counting.result())
             if not finite.all():
                 bad = block.rows[~finite]
                 raise DataError(
                     f"{path}: {len(bad)} jets hold NaN or infinite momenta (first at row {bad[0]}); "
                     "the file is damaged: delete it and download or generate it again"
                 )
-            checks.add(block, images[window])
             labels[window] = block.is_signal
             masses[window] = jet_mass
             pts[window] = jet_pt
