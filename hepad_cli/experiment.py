@@ -71,6 +71,7 @@ def run(cfg: DictConfig, out_dir: Path, overrides: list[str] | None = None) -> R
         save_model(detector, samples, out_dir / MODEL_DIR)
         with clock.stage("score"):
             scored = score(detector, samples.named_test_samples())
+        warnings += constant_score_warnings(scored)
         report = evaluate(cfg, detector, samples, scored, evaluator, out_dir, warnings, clock)
         report.run_id = record.run_id  # ties auc.json to this run's status.json and run_info.json
         write(report, scored, samples, out_dir)
@@ -159,6 +160,20 @@ def score(detector, named_samples: dict[str, np.ndarray]) -> Scored:
 
     by_name, per_event = score_samples_by_name(detector, named_samples)
     return Scored(by_name, detector.score_name, per_event)
+
+
+def constant_score_warnings(scored: Scored) -> list[str]:
+    """A score that is the same for every event separates nothing: its AUC of 0.5 is no result."""
+    warnings = []
+    for name, by_sample in scored.by_name.items():
+        values = np.concatenate(list(by_sample.values()))
+        if np.ptp(values) == 0:
+            warnings.append(
+                f"score {name!r} is the same ({values[0]:.6g}) for every event: the detector separates "
+                "nothing, and its AUC of 0.5 says nothing about the signals"
+            )
+            log.warning(warnings[-1])
+    return warnings
 
 
 def evaluate(cfg, detector, samples, scored: Scored, evaluator, out_dir: Path, warnings, clock) -> RunReport:

@@ -85,7 +85,11 @@ def read_job(job_dir: Path) -> JobResult:
     """One job from its files. Numbers only for a complete job whose record matches (auc.json,
     status.json and run_info.json of one run, with the overrides Hydra recorded); a ``running`` job whose
     process is gone is "dead"; a job with no status.json never started or was killed before it wrote one."""
-    status = read_status(job_dir) or {"status": "unknown"}
+    status = read_status(job_dir) or {
+        "status": "unknown",
+        "error": f"{job_dir / 'status.json'} is missing or unreadable: the job never started or its record "
+        "is damaged",
+    }
     state, error = str(status.get("status", "unknown")), status.get("error")
     info = _read_json(job_dir / INFO_FILE)
     overrides = _read_override_list(job_dir)

@@ -17,6 +17,13 @@ HEPAD_RUN = Path(sys.executable).with_name("hepad-run")
 
 # Tiny Pythia samples shared by the end-to-end tests: generated once per test session.
 TINY_PYTHIA = ["data.n_background=240", "data.n_signal=60", "data.generation_seed=7"]
+# Enough Pythia jets for a physics result: 180 background test jets resolve TPR at FPR 0.1.
+PHYSICS_PYTHIA = [
+    "data.n_background=900",
+    "data.n_signal=300",
+    "data.signals=[top]",
+    "data.generation_seed=3",
+]
 FAST_TRAINER = [
     "trainer.epochs=2",
     "trainer.batch_size=64",
@@ -59,17 +66,25 @@ def toptagging_file(tmp_path: Path) -> Path:
     return path
 
 
+def generated_data_dir(tmp_path_factory, name: str, overrides: list[str]) -> Path:
+    """A fresh data directory with the Pythia samples of these overrides generated and cached."""
+    from hydra.utils import instantiate
+
+    data_dir = tmp_path_factory.mktemp(name)
+    instantiate(compose_config(*overrides, f"paths.data_dir={data_dir}").data, _convert_="all").load()
+    return data_dir
+
+
 @pytest.fixture(scope="session")
 def pythia_data_dir(tmp_path_factory) -> Path:
     """A data directory with the tiny Pythia samples of TINY_PYTHIA already generated and cached."""
-    from hydra import compose, initialize_config_module
-    from hydra.utils import instantiate
+    return generated_data_dir(tmp_path_factory, "pythia-cache", TINY_PYTHIA)
 
-    data_dir = tmp_path_factory.mktemp("pythia-cache")
-    with initialize_config_module("hepad_cli.conf", version_base="1.3"):
-        cfg = compose("config", overrides=[*TINY_PYTHIA, f"paths.data_dir={data_dir}"])
-    instantiate(cfg.data, _convert_="all").load()
-    return data_dir
+
+@pytest.fixture(scope="session")
+def physics_data_dir(tmp_path_factory) -> Path:
+    """A data directory with the PHYSICS_PYTHIA samples generated and cached."""
+    return generated_data_dir(tmp_path_factory, "physics", PHYSICS_PYTHIA)
 
 
 def compose_config(*overrides: str):

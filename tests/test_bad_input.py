@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from hepad_cli.data.toptagging_format import N_FLOAT_COLUMNS, N_PARTICLE_COLUMNS, write_toptagging_h5
+from hepad_cli.models.pca import PCAReconstruction
 from hepad_cli.provenance import process_identity
 from tests.conftest import REPO, TINY_PYTHIA, build_dataset, run_cli, toy_jets
 
@@ -339,6 +340,8 @@ def test_signal_file_identical_to_the_background_warns_and_unverified_files_are_
         "background_for_training.h5",
         "leptoquark_LOWMASS_lepFilter_13TeV.h5",
     ]
+    # evaluator.n_bootstrap=0: no interval, written as nulls (never NaN, never a made-up range).
+    assert report["signals"]["Ato4l"]["auc_interval_95"] == [None, None]
 
 
 def test_usable_oddities_become_warnings_in_the_report(tmp_path):
@@ -378,6 +381,25 @@ def test_signal_events_equal_to_background_test_events_are_reported(tmp_path):
         compose_config(*JETNET, f"data.data_dir={directory}", "evaluator.plots=false"), tmp_path / "r"
     )
     expected = "1 events (1 distinct) of signal 'top' equal background test events"
+    assert any(expected in warning for warning in report.warnings), report.warnings
+
+
+class ConstantScore(PCAReconstruction):
+    """A detector that learned nothing: the same score for every event."""
+
+    def score(self, x: np.ndarray) -> np.ndarray:
+        return np.zeros(len(x))
+
+
+def test_a_score_that_is_the_same_for_every_event_is_reported(tmp_path):
+    from hepad_cli.experiment import run
+    from tests.conftest import compose_config
+
+    cfg = compose_config(*JETNET, f"data.data_dir={jetnet_dir(tmp_path)}", "evaluator.plots=false")
+    cfg.model._target_ = "tests.test_bad_input.ConstantScore"
+    report = run(cfg, tmp_path / "run")
+    assert report.signals["top"].auc == 0.5
+    expected = "score 'reconstruction_mse' is the same (0) for every event: the detector separates nothing"
     assert any(expected in warning for warning in report.warnings), report.warnings
 
 
@@ -600,15 +622,22 @@ def test_hepad_summary_names_every_damaged_report_without_a_traceback(tmp_path, 
         shutil.copytree(sweep / "job0", sweep / f"job{i}")
         report = sweep / f"job{i}" / "auc.json"
         report.write_text(damage(report.read_text()))
+    unreadable = sweep / f"job{len(DAMAGED_REPORTS) + 1}"
+    shutil.copytree(sweep / "job0", unreadable)
+    (unreadable / "status.json").write_text('["complete"]')
     summary = subprocess.run(
         [str(Path(sys.executable).with_name("hepad-summary")), str(sweep)], capture_output=True, text=True
     )
     assert summary.returncode == 1 and "Traceback" not in summary.stderr, summary.stderr
     rows = {line.split("`")[1]: line for line in summary.stdout.splitlines() if line.startswith("- `job")}
-    assert sorted(rows) == [f"job{i}" for i in range(1, len(DAMAGED_REPORTS) + 1)]
+    assert sorted(rows) == sorted(f"job{i}" for i in range(1, len(DAMAGED_REPORTS) + 2))
     for i in range(1, len(DAMAGED_REPORTS) + 1):
         assert "(failed)" in rows[f"job{i}"] and "status says complete but" in rows[f"job{i}"]
         assert str(sweep / f"job{i}" / "auc.json") in rows[f"job{i}"]
+    assert (
+        f"(unknown): model.latent_dim=2 — {unreadable / 'status.json'} is missing or unreadable"
+        in (rows[unreadable.name])
+    )
     assert "| job0 | complete |" in summary.stdout
 
 
@@ -619,24 +648,22 @@ def readme_table_messages(heading: str) -> list[str]:
     """The first `quoted` text of the second column of each row of the README table under ``heading``."""
     lines = (REPO / "README.md").read_text().split(heading, 1)[1].splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("|"))
-    table = []
+    messages = []
     for line in lines[start + 2 :]:  # after the header and its separator
         if not line.startswith("|"):
             break
-        table.append(line)
-    messages = []
-    for line in table:
-        quoted = re.findall(r"`([^`]+)`", line.split(" | ")[1])
+        cells = re.split(r"(?<!\\)\|", line)  # a pipe inside a cell is escaped: \|
+        quoted = re.findall(r"`([^`]+)`", cells[2])
         assert quoted, f"README row without a quoted message: {line}"
-        messages.append(quoted[0])
+        messages.append(quoted[0].replace("\\|", "|"))
     return messages
 
 
 @pytest.mark.parametrize("heading", ["### Troubleshooting", "### Data checks"])
 def test_every_readme_row_has_a_test(heading):
-    sources = "".join((REPO / "tests" / name).read_text() for name in ("test_bad_input.py", "test_faults.py"))
+    sources = "".join(path.read_text() for path in (REPO / "tests").rglob("test_*.py"))
     messages = readme_table_messages(heading)
-    assert len(messages) >= 10
+    assert len(messages) >= 15
     for message in messages:
         parts = [part.strip(" .,") for part in message.split("…") if part.strip(" .,")]
         assert all(part in sources for part in parts), f"README row {message!r} has no test"
