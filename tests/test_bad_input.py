@@ -634,10 +634,8 @@ def test_hepad_summary_names_every_damaged_report_without_a_traceback(tmp_path, 
     for i in range(1, len(DAMAGED_REPORTS) + 1):
         assert "(failed)" in rows[f"job{i}"] and "status says complete but" in rows[f"job{i}"]
         assert str(sweep / f"job{i}" / "auc.json") in rows[f"job{i}"]
-    assert (
-        f"(unknown): model.latent_dim=2 — {unreadable / 'status.json'} is missing or unreadable"
-        in (rows[unreadable.name])
-    )
+    assert "(unknown)" in rows[unreadable.name]
+    assert f"{unreadable / 'status.json'} is missing or unreadable" in rows[unreadable.name]
     assert "| job0 | complete |" in summary.stdout
 
 
