@@ -168,8 +168,8 @@ def set_aside_earlier_run(directory: Path) -> Path | None:
     status = read_status(directory)
     record = [directory / name for name in (STATUS_FILE, INFO_FILE) if (directory / name).exists()]
     results = _result_entries(directory)
-    if not record and not results:
-        return None
+    if not record and not {"auc.json", "scores.h5"} & {entry.name for entry in results}:
+        return None  # no hepad run was here (figures alone may be anybody's)
     status = status or {}
     if status.get("status") == "running" and run_liveness(status) != "dead":
         alive = run_liveness(status) == "alive"

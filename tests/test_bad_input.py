@@ -380,7 +380,7 @@ def test_signal_events_equal_to_background_test_events_are_reported(tmp_path):
     report = run(
         compose_config(*JETNET, f"data.data_dir={directory}", "evaluator.plots=false"), tmp_path / "r"
     )
-    expected = "1 events (1 distinct) of signal 'top' equal background test events"
+    expected = "1 event (1 distinct) of signal 'top' equal background test events"
     assert any(expected in warning for warning in report.warnings), report.warnings
 
 

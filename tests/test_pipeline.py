@@ -64,8 +64,8 @@ def test_signal_copied_into_the_background_file_is_refused(tmp_path):
     with pytest.raises(DataError, match="also in the background training sample") as error:
         run(cfg, tmp_path / "run")
     # The message says what it found: each leaked jet is one distinct copy, none of them empty.
-    leaked = int(str(error.value).split(" events ", 1)[0])
-    assert 0 < leaked <= 20 and f"{leaked} events ({leaked} distinct) of signal 'top'" in str(error.value)
+    leaked = int(str(error.value).split(" event", 1)[0])
+    assert 0 < leaked <= 20 and f" ({leaked} distinct) of signal 'top'" in str(error.value)
     status = json.loads((tmp_path / "run" / "status.json").read_text())
     assert status["status"] == "failed" and not (tmp_path / "run" / "auc.json").exists()
 

@@ -178,7 +178,7 @@ def describe_shared(x: np.ndarray, rows: np.ndarray) -> str:
     flat = x.reshape(len(x), -1)[rows]
     distinct = len(np.unique(flat, axis=0))
     empty = int((~flat.any(axis=1)).sum())
-    text = f"{len(rows)} events ({distinct} distinct"
+    text = f"{len(rows)} event{'s' if len(rows) != 1 else ''} ({distinct} distinct"
     return text + (f", {empty} of them all-zero: empty events)" if empty else ")")
 
 
