@@ -42,6 +42,8 @@ def sigterm_stops_the_run() -> Iterator[None]:
         return
 
     def stop(signum, frame):
+        # Once is enough: a second SIGTERM must not cut short the recording of the first.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         raise Terminated("terminated by SIGTERM")
 
     previous = signal.signal(signal.SIGTERM, stop)
@@ -53,14 +55,16 @@ def sigterm_stops_the_run() -> Iterator[None]:
 
 def status_line(out_dir: Path) -> str:
     """What status.json says now, read back from the file: the CLI never claims what it did not write."""
-    from hepad_cli.provenance import STATUS_FILE, read_status
+    from hepad_cli.provenance import STATUS_FILE, describe_process, read_status
 
     path = out_dir / STATUS_FILE
     status = read_status(out_dir)
-    if status is not None and status.get("status") == "failed":
-        return f"the run is marked failed in {path}"
     if status is None:
         return f"no status was recorded: {path} could not be written"
+    if status.get("pid") not in (None, os.getpid()):
+        return f"nothing was recorded: {path} belongs to another run ({describe_process(status)})"
+    if status.get("status") == "failed":
+        return f"the run is marked failed in {path}"
     return f"{path} could not be updated (see the log): it still says {status.get('status')!r}"
 
 

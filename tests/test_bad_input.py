@@ -462,6 +462,7 @@ def test_a_directory_in_use_by_a_live_run_is_refused_and_left_alone(tmp_path, py
     assert result.returncode == 1
     assert "is in use by a hepad run that is still working" in result.stderr
     assert f"pid {os.getpid()}" in result.stderr and "Traceback" not in result.stderr
+    assert f"nothing was recorded: {run_dir / 'status.json'} belongs to another run" in result.stderr
     assert json.loads((run_dir / "status.json").read_text()) == status
     assert not (run_dir / "auc.json").exists()
 

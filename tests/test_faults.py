@@ -283,8 +283,10 @@ def test_the_cli_reports_what_status_json_really_says(tmp_path):
     from hepad_cli.run import status_line
 
     assert status_line(tmp_path) == f"no status was recorded: {tmp_path / 'status.json'} could not be written"
-    (tmp_path / "status.json").write_text(json.dumps({"status": "running"}))
+    (tmp_path / "status.json").write_text(json.dumps({"status": "running", "pid": os.getpid()}))
     assert "could not be updated (see the log): it still says 'running'" in status_line(tmp_path)
+    (tmp_path / "status.json").write_text(json.dumps({"status": "running", "pid": 1, "host": "elsewhere"}))
+    assert "belongs to another run (pid 1 on elsewhere)" in status_line(tmp_path)
     (tmp_path / "status.json").write_text(json.dumps({"status": "failed"}))
     assert status_line(tmp_path) == f"the run is marked failed in {tmp_path / 'status.json'}"
 
