@@ -534,6 +534,13 @@ def test_a_rerun_moves_the_earlier_run_aside_and_a_failed_rerun_leaves_no_result
     assert json.loads((earlier / "auc.json").read_text()) == first
     assert json.loads((earlier / "run_info.json").read_text())["config"]["seed"] == 1
     assert "held an earlier run (status complete)" in (run_dir / "hepad.log").read_text()
+    assert FinishedRun.open(run_dir).report.run_id == status["run_id"]
+    # The earlier run's report put back beside the new record: reopening the run refuses it.
+    current = (run_dir / "auc.json").read_bytes()
+    (run_dir / "auc.json").write_bytes((earlier / "auc.json").read_bytes())
+    with pytest.raises(RunDirectoryError, match="the record does not match"):
+        FinishedRun.open(run_dir)
+    (run_dir / "auc.json").write_bytes(current)
 
     # A rerun that fails leaves a directory that says failed and shows no numbers at all.
     third = run_cli(*common, "seed=3", "model.latent_dim=1000", cwd=tmp_path)
