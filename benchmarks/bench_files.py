@@ -227,7 +227,7 @@ def train_dense_ae(settings: Settings, train_file: Path) -> Path:
             "trainer.epochs=2",
             "trainer.progress_bar=false",
             "evaluator.plots=false",
-            "evaluator.n_bootstrap=5",
+            "evaluator.n_bootstrap=0",
             f"hydra.run.dir={run_dir}",
         ],
         capture_output=True,

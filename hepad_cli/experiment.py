@@ -59,6 +59,7 @@ def run(cfg: DictConfig, out_dir: Path, overrides: list[str] | None = None) -> R
     from hepad_cli.provenance import RunRecord
 
     out_dir.mkdir(parents=True, exist_ok=True)
+    # Claims the directory: an earlier run's files are moved aside, a live run's directory is refused.
     record = RunRecord(out_dir, OmegaConf.to_container(cfg, resolve=True), overrides or [])
     clock = Stopwatch()
     try:
@@ -78,13 +79,15 @@ def run(cfg: DictConfig, out_dir: Path, overrides: list[str] | None = None) -> R
             scored.decorrelated = decorrelated_scores(
                 detector, samples, evaluator, out_dir / MODEL_DIR, scored.primary_scores
             )
+        warnings += constant_score_warnings(scored)
         report = evaluate(cfg, detector, samples, scored, evaluator, out_dir, warnings, clock)
+        report.run_id = record.run_id  # ties auc.json to this run's status.json and run_info.json
         write(report, scored, samples.observables, samples.provenance, out_dir)
         record.add(timing_s=clock.timing_s)
         record.complete()
         return report
     except BaseException as error:
-        record.failed(error)
+        record.failed(error)  # removes this run's partial results first
         raise
     finally:
         _release_keras()
@@ -94,16 +97,19 @@ def build(cfg: DictConfig):
     """Evaluator settings, dataset and detector from the config; constructors validate their settings, so
     config mistakes fail here, before any data or training work."""
     from hepad_cli.evaluation.evaluate import EvaluatorSettings
+    from hepad_cli.validation import check_seed
 
+    check_seed("seed", cfg.seed)
     evaluator = EvaluatorSettings(**OmegaConf.to_container(cfg.evaluator, resolve=True), seed=cfg.seed)
     return evaluator, instantiate_node(cfg.data), instantiate_node(cfg.model)
 
 
 def check(samples) -> list[str]:
-    """The unsupervised contract: no signal event in the training sample. Returns warnings for the report."""
+    """The unsupervised contract: no signal event in the training sample. Returns warnings for the report:
+    the dataset's own, identical files, and signal events that equal background test events."""
     from hepad_cli.data.samples import assert_background_only
 
-    warnings = []
+    warnings = list(samples.warnings)
     copies = signals_identical_to_background(samples.provenance)
     for name in copies:
         warnings.append(
@@ -114,6 +120,22 @@ def check(samples) -> list[str]:
     assert_background_only(
         samples.background_train, {k: v for k, v in samples.signals.items() if k not in copies}
     )
+    return warnings + signals_in_background_test(samples, skip=copies)
+
+
+def signals_in_background_test(samples, skip: list[str]) -> list[str]:
+    """Warnings for signal events identical to background test events: no score can separate those."""
+    from hepad_cli.data.samples import describe_shared, rows_also_in
+
+    warnings = []
+    for name, x in samples.signals.items():
+        shared = rows_also_in(samples.background_test, x) if name not in skip else []
+        if len(shared):
+            warnings.append(
+                f"{describe_shared(x, shared)} of signal '{name}' equal background test events: no score "
+                "can separate them, and they pull the AUC towards 0.5"
+            )
+            log.warning(warnings[-1])
     return warnings
 
 
@@ -149,6 +171,20 @@ def score(detector, named_samples: dict[str, np.ndarray]) -> Scored:
 
     by_name, per_event = score_samples_by_name(detector, named_samples)
     return Scored(by_name, detector.score_name, per_event)
+
+
+def constant_score_warnings(scored: Scored) -> list[str]:
+    """A score that is the same for every event separates nothing: its AUC of 0.5 is no result."""
+    warnings = []
+    for name, by_sample in scored.by_name.items():
+        values = np.concatenate(list(by_sample.values()))
+        if np.ptp(values) == 0:
+            warnings.append(
+                f"score {name!r} is the same ({values[0]:.6g}) for every event: the detector separates "
+                "nothing, and its AUC of 0.5 says nothing about the signals"
+            )
+            log.warning(warnings[-1])
+    return warnings
 
 
 def evaluate(cfg, detector, samples, scored: Scored, evaluator, out_dir: Path, warnings, clock) -> RunReport:

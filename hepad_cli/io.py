@@ -67,6 +67,21 @@ def atomic_write_text(final: str | os.PathLike, text: str) -> None:
         tmp.write_text(text)
 
 
+def overwrite_in_place(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` over an existing file's bytes, padded with spaces to its old length.
+
+    The last resort when no new file can be created (a full disk): the old file's blocks are reused, so
+    no new space is needed as long as the text is not longer. Not atomic; use ``atomic_write_text``
+    everywhere else.
+    """
+    data = text.encode()
+    with open(path, "r+b") as handle:
+        old_size = os.fstat(handle.fileno()).st_size
+        handle.write(data + b" " * max(old_size - len(data), 0))
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
 def atomic_write_json(final: str | os.PathLike, payload: Any) -> None:
     atomic_write_text(final, json.dumps(payload, indent=2, sort_keys=False, default=_json_default) + "\n")
 

@@ -22,12 +22,28 @@ class ReportError(DataError):
     """An auc.json that is missing, truncated or not in the report's layout."""
 
 
+def _fraction(value: Any, what: str, allow_none: bool = False) -> float | None:
+    """A finite number in [0, 1] read from the file (AUC, TPR, interval ends), or None where allowed."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+        raise ValueError(f"{what} is {value!r}, not a number in [0, 1]")
+    return float(value)
+
+
+def _count(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{what} is {value!r}, not a count")
+    return value
+
+
 @dataclass
 class SignalResult:
-    """Separation of one signal from the background test sample by one score."""
+    """Separation of one signal from the background test sample by one score; the interval ends are None
+    when no bootstrap ran (evaluator.n_bootstrap=0)."""
 
     auc: float
-    auc_interval: tuple[float, float]
+    auc_interval: tuple[float | None, float | None]
     confidence_percent: int
     tpr_at_fpr: dict[str, float | None]
     n_signal: int
@@ -43,16 +59,25 @@ class SignalResult:
         }
 
     @classmethod
-    def from_dict(cls, entry: dict) -> SignalResult:
+    def from_dict(cls, entry: dict, name: str = "signal") -> SignalResult:
+        """The entry as written by to_dict; ValueError/KeyError/TypeError name what is malformed."""
         interval_key = next(k for k in entry if k.startswith("auc_interval_"))
         low, high = entry[interval_key]
+        tprs = entry["tpr_at_fpr"]
+        if not isinstance(tprs, dict):
+            raise ValueError(f"{name} tpr_at_fpr is {tprs!r}, not a mapping")
         return cls(
-            auc=float(entry["auc"]),
-            auc_interval=(low, high),
+            auc=_fraction(entry["auc"], f"{name} auc"),
+            auc_interval=(
+                _fraction(low, f"{name} {interval_key}", allow_none=True),
+                _fraction(high, f"{name} {interval_key}", allow_none=True),
+            ),
             confidence_percent=int(interval_key.rsplit("_", 1)[1]),
-            tpr_at_fpr=dict(entry["tpr_at_fpr"]),
-            n_signal=int(entry["n_signal"]),
-            n_background=int(entry["n_background"]),
+            tpr_at_fpr={
+                str(k): _fraction(v, f"{name} tpr_at_fpr[{k}]", allow_none=True) for k, v in tprs.items()
+            },
+            n_signal=_count(entry["n_signal"], f"{name} n_signal"),
+            n_background=_count(entry["n_background"], f"{name} n_background"),
         )
 
 
@@ -75,6 +100,7 @@ _CORE_KEYS = (
     "inference_seconds_per_event",
     "timing_s",
     "figures",
+    "run_id",
 )
 
 
@@ -106,6 +132,7 @@ class RunReport:
     inference_seconds_per_event: dict[str, Any] = field(default_factory=dict)
     timing_s: dict[str, float] = field(default_factory=dict)
     figures: list[str] = field(default_factory=list)
+    run_id: str | None = None  # the run that wrote it, as in its status.json and run_info.json
 
     def mean_auc(self) -> float:
         """The mean AUC over the signals (what an optimising sweeper maximises)."""
@@ -150,6 +177,8 @@ class RunReport:
             "timing_s": self.timing_s,
             "figures": self.figures,
         }
+        if self.run_id is not None:
+            out["run_id"] = self.run_id
         return out
 
     def write(self, directory: str | Path) -> Path:
@@ -159,15 +188,25 @@ class RunReport:
 
     @classmethod
     def from_dict(cls, data: dict) -> RunReport:
+        if not isinstance(data, dict):
+            raise ValueError(f"the file holds a {type(data).__name__}, not a report")
+        if not isinstance(data["signals"], dict) or not data["signals"]:
+            raise ValueError(f"'signals' is {data['signals']!r}, not a mapping of signal results")
+        if not isinstance(data["data_verified"], bool):
+            raise ValueError(f"'data_verified' is {data['data_verified']!r}, not true or false")
         return cls(
             score=str(data["score"]),
-            signals={name: SignalResult.from_dict(e) for name, e in data["signals"].items()},
-            events=dict(data["events"]),
-            data_verified=bool(data["data_verified"]),
+            signals={
+                name: SignalResult.from_dict(e, f"signal {name!r}") for name, e in data["signals"].items()
+            },
+            events={str(k): _count(v, f"events[{k}]") for k, v in dict(data["events"]).items()},
+            data_verified=data["data_verified"],
             unverified_files=list(data.get("unverified_files", [])),
             warnings=list(data.get("warnings", [])),
             scores_by_name={
-                score: {name: SignalResult.from_dict(e) for name, e in results.items()}
+                score: {
+                    name: SignalResult.from_dict(e, f"{score} signal {name!r}") for name, e in results.items()
+                }
                 for score, results in data["scores_by_name"].items()
             }
             if data.get("scores_by_name")
@@ -183,6 +222,7 @@ class RunReport:
             inference_seconds_per_event=dict(data.get("inference_seconds_per_event", {})),
             timing_s=dict(data.get("timing_s", {})),
             figures=list(data.get("figures", [])),
+            run_id=data.get("run_id"),
         )
 
     @classmethod
@@ -197,7 +237,12 @@ class RunReport:
             raise ReportError(f"{path} is unreadable or truncated ({error})") from None
         try:
             return cls.from_dict(data)
-        except (KeyError, TypeError, ValueError, StopIteration, AttributeError) as error:
+        except KeyError as error:
             raise ReportError(
-                f"{path} is not a hepad run report (missing or malformed {error}); was it edited by hand?"
+                f"{path} is not a hepad run report (no key {error}); was it edited by hand?"
+            ) from None
+        except (TypeError, ValueError, StopIteration, AttributeError) as error:
+            reason = error or "no auc_interval entry"
+            raise ReportError(
+                f"{path} is not a hepad run report ({reason}); was it edited by hand?"
             ) from None

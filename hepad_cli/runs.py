@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from hepad_cli.errors import DataError
 from hepad_cli.experiment import MODEL_DIR, instantiate_node
+from hepad_cli.provenance import read_status, record_mismatch
 from hepad_cli.report import RunReport
 
 
@@ -25,10 +26,8 @@ class RunDirectoryError(DataError):
 
 def run_status(run_dir: str | Path) -> str | None:
     """The status hepad-run recorded ('running', 'complete', 'failed'), or None where there is none."""
-    try:
-        return json.loads((Path(run_dir) / "status.json").read_text()).get("status")
-    except (OSError, ValueError, AttributeError):
-        return None
+    record = read_status(Path(run_dir))
+    return None if record is None else record.get("status")
 
 
 @dataclass
@@ -49,13 +48,16 @@ class FinishedRun:
         directory = Path(run_dir).expanduser()
         if not directory.is_dir():
             raise RunDirectoryError(f"run_dir={run_dir} does not exist: give the directory hepad-run wrote")
-        if not (directory / "status.json").is_file():
+        record = read_status(directory)
+        if record is None:
             jobs = sorted(p.parent.name for p in directory.glob("*/status.json"))
             hint = (
                 f" It holds the runs {jobs[:4]}: pick one, e.g. run_dir={directory / jobs[0]}" if jobs else ""
             )
-            raise RunDirectoryError(f"run_dir={run_dir} is not a hepad-run directory (no status.json).{hint}")
-        status = run_status(directory)
+            raise RunDirectoryError(
+                f"run_dir={run_dir} is not a hepad-run directory (no readable status.json).{hint}"
+            )
+        status = record.get("status")
         if status != "complete":
             raise RunDirectoryError(
                 f"run_dir={run_dir} has status {status!r}, not 'complete': only a finished run has a trained "
@@ -65,11 +67,15 @@ class FinishedRun:
             # run_info.json holds the config as the run resolved it (paths, environment, seed).
             info = json.loads((directory / "run_info.json").read_text())
             config = OmegaConf.create(info["config"])
-        except (OSError, ValueError, KeyError) as error:
+        except (OSError, ValueError, KeyError, TypeError) as error:
             raise RunDirectoryError(f"{directory / 'run_info.json'} is unreadable ({error})") from None
         if not (directory / MODEL_DIR).is_dir():
             raise RunDirectoryError(f"run_dir={run_dir} lacks {MODEL_DIR}/: the run saved no model")
-        return cls(directory, config, RunReport.read(directory), info)
+        report = RunReport.read(directory)
+        mismatch = record_mismatch(record, info, report.run_id)
+        if mismatch:
+            raise RunDirectoryError(f"{directory}: {mismatch}; rerun it or pick another run")
+        return cls(directory, config, report, info)
 
     @property
     def model_dir(self) -> Path:

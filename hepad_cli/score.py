@@ -210,7 +210,7 @@ def _score(cfg: DictConfig, out_dir: Path, overrides: list[str], record):
         report = _evaluate(
             run, data, scorer, scored, collected, observables, provenance, evaluator, out_dir, clock
         )
-        report = dataclasses.replace(report, events=counts)
+        report = dataclasses.replace(report, events=counts, run_id=record.run_id)
     write(report, scored, observables, provenance, out_dir)
     if output_format is not None:
         with clock.stage("copies"):

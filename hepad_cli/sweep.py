@@ -22,6 +22,7 @@ import numpy as np
 
 from hepad_cli.evaluation.plots import save_figure, styled_pyplot
 from hepad_cli.io import atomic_write_text
+from hepad_cli.provenance import INFO_FILE, describe_process, read_status, record_mismatch, run_liveness
 from hepad_cli.report import ReportError, RunReport, SignalResult
 
 log = logging.getLogger(__name__)
@@ -54,47 +55,72 @@ class JobResult:
         return self.report.bulk_seconds_per_event() if self.report is not None else None
 
 
-def _read_json(path: Path) -> dict | None:
+def _read_json(path: Path) -> dict:
+    """A JSON object from a file, or {} when it is missing, unreadable or not an object."""
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
-def _read_overrides(job_dir: Path) -> dict[str, str]:
+def _read_override_list(job_dir: Path) -> list[str] | None:
+    """Hydra's record of the job's overrides (.hydra/overrides.yaml), or None when missing or malformed."""
     import yaml
 
-    path = job_dir / ".hydra" / "overrides.yaml"
-    if not path.is_file():
-        return {}
-    items = yaml.safe_load(path.read_text()) or []
+    try:
+        items = yaml.safe_load((job_dir / ".hydra" / "overrides.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    return [str(item) for item in items] if isinstance(items, list) else None
+
+
+def _overrides_by_key(items: list[str]) -> dict[str, str]:
     overrides = {}
     for item in items:
-        key, _, value = str(item).partition("=")
+        key, _, value = item.partition("=")
         overrides[key.lstrip("+~")] = value
     return overrides
 
 
 def read_job(job_dir: Path) -> JobResult:
-    """Status from status.json (a job with none never started or was killed before it wrote one)."""
-    status = _read_json(job_dir / "status.json") or {"status": "unknown"}
-    state = status.get("status", "unknown")
+    """One job from its files. Numbers only for a complete job whose record matches (auc.json,
+    status.json and run_info.json of one run, with the overrides Hydra recorded); a ``running`` job whose
+    process is gone is "dead"; a job with no status.json never started or was killed before it wrote one."""
+    status = read_status(job_dir) or {
+        "status": "unknown",
+        "error": f"{job_dir / 'status.json'} is missing or unreadable: the job never started or its record "
+        "is damaged",
+    }
+    state, error = str(status.get("status", "unknown")), status.get("error")
+    info = _read_json(job_dir / INFO_FILE)
+    overrides = _read_override_list(job_dir)
     report = None
     if state == "complete":
         try:
             report = RunReport.read(job_dir)
-        except ReportError as error:
-            state, status["error"] = "failed", f"status says complete but {error}"
-    if state == "running":
-        state, status["error"] = "incomplete", "job stopped before it finished (killed, or still running)"
-    info = _read_json(job_dir / "run_info.json") or {}
+        except ReportError as problem:
+            state, error = "failed", f"status says complete but {problem}"
+        else:
+            mismatch = record_mismatch(status, info, report.run_id, overrides)
+            if mismatch:
+                state, error, report = "inconsistent", mismatch, None
+    elif state == "running":
+        liveness = run_liveness(status)
+        where = describe_process(status)
+        state, error = {
+            "alive": ("running", f"still running ({where})"),
+            "dead": ("dead", f"its process ({where}) is gone: killed without recording why"),
+            "unknown": ("incomplete", f"stopped before it finished or still running ({where}); cannot tell"),
+        }[liveness]
+    timing = info.get("timing_s") if isinstance(info.get("timing_s"), dict) else {}
     return JobResult(
         job_dir,
-        _read_overrides(job_dir),
+        _overrides_by_key(overrides or []),
         state,
-        status.get("error"),
+        None if error is None else str(error),
         report,
-        info.get("timing_s") or (report.timing_s if report is not None else {}),
+        timing or (report.timing_s if report is not None else {}),
     )
 
 
@@ -218,11 +244,25 @@ def write_markdown(
     atomic_write_text(path, "\n".join(lines) + "\n")
 
 
-def plot_auc_versus(jobs: list[JobResult], key: str, path: Path) -> None:
-    """AUC against one numeric swept parameter: a line per signal (and per setting of the other
-    non-seed parameters); seeds of one setting are averaged, their spread is the error bar, else the
-    bootstrap interval of the single job."""
-    plt = styled_pyplot()
+@dataclass
+class AucSeries:
+    """One line of an AUC-versus-parameter plot: a signal at one setting of the other swept keys.
+
+    ``errors`` (low, high) per point: the spread (sample standard deviation) over the seeds of that
+    point, or, for a single job, its bootstrap interval.
+    """
+
+    signal: str
+    variant: dict[str, str]
+    x: list[float]
+    mean_auc: list[float]
+    errors: list[tuple[float, float]]
+    n_seeds: list[int]
+
+
+def auc_versus(jobs: list[JobResult], key: str) -> list[AucSeries]:
+    """AUC against one numeric swept key, complete jobs only; jobs that differ only in ``seed`` are one
+    point: their mean AUC, their spread as the error bar."""
     others = [k for k in swept_keys(jobs) if k not in (key, "seed")]
     groups: dict[tuple, list[JobResult]] = defaultdict(list)
     for job in jobs:
@@ -230,42 +270,54 @@ def plot_auc_versus(jobs: list[JobResult], key: str, path: Path) -> None:
         if job.status == "complete" and x is not None:
             groups[(tuple(job.overrides.get(k, "") for k in others), x)].append(job)
     signals = sorted({name for js in groups.values() for job in js for name in job.signals})
-    fig, ax = plt.subplots()
+    series = []
     for variant in sorted({v for v, _ in groups}):
         for name in signals:
-            xs, ys, errors = [], [], []
+            line = AucSeries(name, dict(zip(others, variant, strict=True)), [], [], [], [])
             for x in sorted(x for v, x in groups if v == variant):
                 entries = [job.signals[name] for job in groups[(variant, x)] if name in job.signals]
                 if not entries:
                     continue
                 aucs = np.array([e.auc for e in entries])
-                xs.append(x)
-                ys.append(aucs.mean())
+                line.x.append(x)
+                line.mean_auc.append(float(aucs.mean()))
+                line.n_seeds.append(len(aucs))
                 if len(aucs) > 1:
-                    errors.append((aucs.std(ddof=1), aucs.std(ddof=1)))
+                    line.errors.append((float(aucs.std(ddof=1)), float(aucs.std(ddof=1))))
                 else:
                     low, high = entries[0].auc_interval
-                    errors.append((aucs[0] - low, high - aucs[0]) if low is not None else (0.0, 0.0))
-            if not xs:
-                continue
-            suffix = ", ".join(f"{k}={v}" for k, v in zip(others, variant, strict=True))
-            ax.errorbar(
-                xs,
-                ys,
-                yerr=np.array(errors).T,
-                marker="o",
-                capsize=4,
-                linewidth=2,
-                label=f"{name}{' (' + suffix + ')' if suffix else ''}",
-            )
-    values = sorted({x for _, x in groups})
+                    line.errors.append((aucs[0] - low, high - aucs[0]) if low is not None else (0.0, 0.0))
+            if line.x:
+                series.append(line)
+    return series
+
+
+def plot_auc_versus(jobs: list[JobResult], key: str, path: Path) -> None:
+    """AUC against one numeric swept parameter: a line per signal (and per setting of the other
+    non-seed parameters), seeds averaged (``auc_versus``)."""
+    plt = styled_pyplot()
+    fig, ax = plt.subplots()
+    series = auc_versus(jobs, key)
+    for line in series:
+        suffix = ", ".join(f"{k}={v}" for k, v in line.variant.items())
+        ax.errorbar(
+            line.x,
+            line.mean_auc,
+            yerr=np.array(line.errors).T,
+            marker="o",
+            capsize=4,
+            linewidth=2,
+            label=f"{line.signal}{' (' + suffix + ')' if suffix else ''}",
+        )
+    values = sorted({x for line in series for x in line.x})
     if values and min(values) > 0 and max(values) / min(values) >= 8:
         ax.set_xscale("log", base=2)
     ax.set_xlabel(key)
     ax.set_ylabel("ROC AUC")
-    n_seeds = len({job.overrides.get("seed") for js in groups.values() for job in js})
+    seeds_averaged = any(n > 1 for line in series for n in line.n_seeds)
     ax.set_title(
-        f"AUC vs {key}; error bars: " + ("spread over seeds" if n_seeds > 1 else "95% bootstrap"), fontsize=13
+        f"AUC vs {key}; error bars: " + ("spread over seeds" if seeds_averaged else "95% bootstrap"),
+        fontsize=13,
     )
     ax.legend(fontsize=11)
     save_figure(fig, path)

@@ -36,16 +36,54 @@ def check_int(
     allow_none: bool = False,
     hint: str = "",
     error: type[Exception] = ConfigError,
+    maximum: int | None = None,
 ) -> int | None:
-    """An integer ≥ minimum (a positive integer by default), or None where allowed."""
+    """An integer in [minimum, maximum] (a positive integer by default), or None where allowed."""
     if allow_none and value is None:
         return None
-    if not is_integer(value) or value < minimum:
-        wanted = {1: "a positive integer", 0: "a non-negative integer"}.get(
-            minimum, f"an integer >= {minimum}"
-        )
+    if not is_integer(value) or value < minimum or (maximum is not None and value > maximum):
+        if maximum is not None:
+            wanted = f"an integer in [{minimum}, {maximum}]"
+        else:
+            wanted = {1: "a positive integer", 0: "a non-negative integer"}.get(
+                minimum, f"an integer >= {minimum}"
+            )
         _fail(error, key, wanted + (" or null" if allow_none else ""), value, hint)
     return int(value)
+
+
+#: The largest seed every consumer accepts (NumPy's legacy RandomState, scikit-learn, Keras): 2**32 - 1.
+SEED_MAX = 2**32 - 1
+
+
+def check_seed(key: str, value: Any, error: type[Exception] = ConfigError) -> int:
+    """A seed every random-number consumer accepts; null is refused, so no run is silently unseeded."""
+    return check_int(
+        key, value, minimum=0, maximum=SEED_MAX, hint="e.g. 42; null is not allowed", error=error
+    )
+
+
+def available_memory_bytes() -> int | None:
+    """Memory the kernel says a new allocation can get without swapping (MemAvailable), or None."""
+    try:
+        for line in open("/proc/meminfo").read().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def check_fits_in_memory(
+    key: str, value: Any, needed_bytes: float, what: str, error: type[Exception] = ConfigError
+) -> None:
+    """Refuse a setting whose arrays would not fit into the memory available now, with the figures."""
+    available = available_memory_bytes()
+    if available is not None and needed_bytes > available:
+        raise error(
+            f"{key}={value!r} needs about {needed_bytes / 2**30:.1f} GiB for {what}, but only "
+            f"{available / 2**30:.1f} GiB of memory is available: choose a smaller {key}"
+        )
 
 
 def check_number(

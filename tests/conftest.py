@@ -17,11 +17,18 @@ HEPAD_RUN = Path(sys.executable).with_name("hepad-run")
 
 # Tiny Pythia samples shared by the end-to-end tests: generated once per test session.
 TINY_PYTHIA = ["data.n_background=240", "data.n_signal=60", "data.generation_seed=7"]
+# Enough Pythia jets for a physics result: 180 background test jets resolve TPR at FPR 0.1.
+PHYSICS_PYTHIA = [
+    "data.n_background=900",
+    "data.n_signal=300",
+    "data.signals=[top]",
+    "data.generation_seed=3",
+]
 FAST_TRAINER = [
     "trainer.epochs=2",
     "trainer.batch_size=64",
     "trainer.progress_bar=false",
-    "evaluator.n_bootstrap=20",
+    "evaluator.n_bootstrap=40",
 ]
 
 
@@ -59,17 +66,25 @@ def toptagging_file(tmp_path: Path) -> Path:
     return path
 
 
+def generated_data_dir(tmp_path_factory, name: str, overrides: list[str]) -> Path:
+    """A fresh data directory with the Pythia samples of these overrides generated and cached."""
+    from hydra.utils import instantiate
+
+    data_dir = tmp_path_factory.mktemp(name)
+    instantiate(compose_config(*overrides, f"paths.data_dir={data_dir}").data, _convert_="all").load()
+    return data_dir
+
+
 @pytest.fixture(scope="session")
 def pythia_data_dir(tmp_path_factory) -> Path:
     """A data directory with the tiny Pythia samples of TINY_PYTHIA already generated and cached."""
-    from hydra import compose, initialize_config_module
-    from hydra.utils import instantiate
+    return generated_data_dir(tmp_path_factory, "pythia-cache", TINY_PYTHIA)
 
-    data_dir = tmp_path_factory.mktemp("pythia-cache")
-    with initialize_config_module("hepad_cli.conf", version_base="1.3"):
-        cfg = compose("config", overrides=[*TINY_PYTHIA, f"paths.data_dir={data_dir}"])
-    instantiate(cfg.data, _convert_="all").load()
-    return data_dir
+
+@pytest.fixture(scope="session")
+def physics_data_dir(tmp_path_factory) -> Path:
+    """A data directory with the PHYSICS_PYTHIA samples generated and cached."""
+    return generated_data_dir(tmp_path_factory, "physics", PHYSICS_PYTHIA)
 
 
 def compose_config(*overrides: str):
@@ -102,3 +117,30 @@ def run_cli(
     return subprocess.run(
         [str(HEPAD_RUN), *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=environment
     )
+
+
+def in_small_filesystem(
+    script: str, tmp_path: Path, options: str = "size=32m", env: dict | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess:
+    """Run a shell script with a fresh tmpfs (mount ``options``) at $MNT, in a private mount namespace of a
+    user namespace (no root needed); what the script copies to $OUT survives it. A real filesystem that
+    fills up, for the disk-full tests."""
+    mount_point, out = tmp_path / "mnt", tmp_path / "out"
+    mount_point.mkdir()
+    out.mkdir()
+    prologue = f'mount -t tmpfs -o {options} tmpfs "$MNT" || exit 90\n'
+    result = subprocess.run(
+        ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", prologue + script],
+        env={
+            **os.environ,
+            "TF_CPP_MIN_LOG_LEVEL": "2",
+            "MNT": str(mount_point),
+            "OUT": str(out),
+            **(env or {}),
+        },
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert result.returncode != 90, f"cannot mount a tmpfs in a user namespace here: {result.stderr}"
+    return result

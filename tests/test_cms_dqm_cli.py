@@ -27,7 +27,7 @@ SMALL = [
     "trainer.optimizer=adam",
     "trainer.learning_rate=0.03",
     "trainer.progress_bar=false",
-    "evaluator.n_bootstrap=20",
+    "evaluator.n_bootstrap=0",
 ]
 
 

@@ -32,7 +32,7 @@ RTOL, ATOL = 1e-3, 1e-4
 N_FEATURES = 12
 TRAINER = {"epochs": 2, "batch_size": 64, "progress_bar": False}
 EVALUATOR = {
-    "n_bootstrap": 20,
+    "n_bootstrap": 40,
     "confidence_level": 0.95,
     "fprs": (0.1, 0.01),
     "min_background_above": 5,

@@ -25,7 +25,7 @@ def test_a_toy_dataset_and_detector_from_outside_the_package_run_end_to_end(tmp_
         f"hydra.searchpath=[file://{EXAMPLE / 'conf'}]",
         "data=gaussian_blobs",
         "model=mahalanobis",
-        "evaluator.n_bootstrap=20",
+        "evaluator.n_bootstrap=0",
         "hydra.run.dir=run",
         cwd=tmp_path,
         env=env,

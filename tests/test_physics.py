@@ -138,7 +138,7 @@ def test_cli_run_reports_sculpting_references_and_the_decorrelated_score(tmp_pat
     result = run_cli(
         "model=pca",
         *TINY_PYTHIA,
-        "evaluator.n_bootstrap=20",
+        "evaluator.n_bootstrap=0",
         "evaluator.decorrelate=mass",
         "evaluator.decorrelation_bins=5",
         "evaluator.sculpting.background_efficiencies=[0.5,0.25]",

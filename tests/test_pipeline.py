@@ -11,7 +11,7 @@ from hepad_cli.data.samples import DataError
 from hepad_cli.data.toptagging_format import write_toptagging_h5
 from hepad_cli.experiment import run
 from hepad_cli.models.pca import PCAReconstruction
-from tests.conftest import compose_config, toy_jets
+from tests.conftest import PHYSICS_PYTHIA, compose_config, toy_jets
 
 
 class RecordingPCA(PCAReconstruction):
@@ -30,7 +30,7 @@ def jetnet_overrides(path, *extra):
         f"data.data_dir={path.parent}",
         "data.checksum=null",
         "data.download=false",
-        "evaluator.n_bootstrap=10",
+        "evaluator.n_bootstrap=0",
         "evaluator.plots=false",
         *extra,
     ]
@@ -61,26 +61,25 @@ def test_signal_copied_into_the_background_file_is_refused(tmp_path):
     # The "signal" jets are copies of background jets: training would see signal events.
     write_toptagging_h5(path, np.concatenate([jets, jets[:20]]), np.r_[np.zeros(60), np.ones(20)])
     cfg = compose_config(*jetnet_overrides(path, "model=pca"))
-    with pytest.raises(DataError, match="also in the background training sample"):
+    with pytest.raises(DataError, match="also in the background training sample") as error:
         run(cfg, tmp_path / "run")
+    # The message says what it found: each leaked jet is one distinct copy, none of them empty.
+    leaked = int(str(error.value).split(" event", 1)[0])
+    assert 0 < leaked <= 20 and f" ({leaked} distinct) of signal 'top'" in str(error.value)
     status = json.loads((tmp_path / "run" / "status.json").read_text())
     assert status["status"] == "failed" and not (tmp_path / "run" / "auc.json").exists()
 
 
 @pytest.mark.slow
-def test_pca_separates_pythia_top_jets_from_qcd(tmp_path_factory):
-    data_dir = tmp_path_factory.mktemp("physics")
+def test_pca_separates_pythia_top_jets_from_qcd(tmp_path, physics_data_dir):
     cfg = compose_config(
         "model=pca",
-        f"paths.data_dir={data_dir}",
-        "data.n_background=900",
-        "data.n_signal=300",
-        "data.signals=[top]",
-        "data.generation_seed=3",
+        f"paths.data_dir={physics_data_dir}",
+        *PHYSICS_PYTHIA,
         "evaluator.n_bootstrap=50",
         "evaluator.plots=false",
     )
-    report = run(cfg, tmp_path_factory.mktemp("physics-run"))
+    report = run(cfg, tmp_path / "physics-run")
     top = report.signals["top"]
     assert top.auc > 0.7, top
     assert top.auc_interval[0] > 0.6

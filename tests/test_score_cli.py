@@ -317,7 +317,7 @@ def test_a_top_tagging_image_run_scores_root_constituents(toptagging_file, input
         "data.checksum=null",
         "data.download=false",
         "model=pca",
-        "evaluator.n_bootstrap=5",
+        "evaluator.n_bootstrap=0",
         "evaluator.plots=false",
         cwd=tmp_path,
     )

@@ -6,10 +6,13 @@ import csv
 import json
 from pathlib import Path
 
+import pytest
+
+from hepad_cli.sweep import auc_versus, find_jobs
 from hepad_cli.sweep import main as summary_main
 from tests.conftest import TINY_PYTHIA, run_cli
 
-QUICK_PCA = ["model=pca", *TINY_PYTHIA, "evaluator.n_bootstrap=10", "evaluator.plots=false"]
+QUICK_PCA = ["model=pca", *TINY_PYTHIA, "evaluator.n_bootstrap=40", "evaluator.plots=false"]
 
 
 def sweep_dir(root: Path) -> Path:
@@ -124,3 +127,37 @@ def test_optuna_search_runs_its_trials_and_summarises_them(tmp_path, pythia_data
     rows = summary(tmp_path)
     assert len(rows) == 2 and all(row["status"] == "complete" for row in rows)
     assert all(2 <= int(row["model.latent_dim"]) <= 16 for row in rows)
+
+
+def test_seeds_of_one_setting_are_averaged_and_their_spread_is_the_error_bar(tmp_path, pythia_data_dir):
+    import numpy as np
+    import yaml
+
+    result = run_cli(
+        "-m",
+        "model.latent_dim=2,4",
+        "seed=1,2",
+        *QUICK_PCA,
+        f"paths.data_dir={pythia_data_dir}",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    directory = sweep_dir(tmp_path)
+    # What the summary should show, from the job files alone: {(signal, latent_dim): [AUC of each seed]}.
+    expected: dict[tuple[str, float], list[float]] = {}
+    for job in directory.glob("job*"):
+        overrides = dict(
+            o.split("=", 1) for o in yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text())
+        )
+        for signal, entry in json.loads((job / "auc.json").read_text())["signals"].items():
+            expected.setdefault((signal, float(overrides["model.latent_dim"])), []).append(entry["auc"])
+    series = auc_versus(find_jobs(directory), "model.latent_dim")
+    assert sorted(line.signal for line in series) == ["top", "w", "z"]
+    for line in series:
+        assert line.x == [2.0, 4.0] and line.n_seeds == [2, 2] and line.variant == {}
+        for x, mean, (low, high) in zip(line.x, line.mean_auc, line.errors, strict=True):
+            aucs = expected[(line.signal, x)]
+            assert mean == pytest.approx(np.mean(aucs), abs=1e-12)
+            assert low == high == pytest.approx(np.std(aucs, ddof=1), abs=1e-12) and low > 0
+    assert (directory / "auc_vs_model_latent_dim.png").is_file()
+    assert len(summary(tmp_path)) == 4

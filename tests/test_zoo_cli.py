@@ -21,7 +21,7 @@ from tests.data.test_hls4ml import toy_jet_features, toy_labels, write_openml_ca
 from tests.test_cli import CONTRACT, PNG_MAGIC
 
 MODELS = ("vae", "dense_ae", "iforest", "ocsvm", "gmm")
-FAST = ["trainer.epochs=3", "trainer.batch_size=64", "trainer.progress_bar=false", "evaluator.n_bootstrap=10"]
+FAST = ["trainer.epochs=3", "trainer.batch_size=64", "trainer.progress_bar=false", "evaluator.n_bootstrap=0"]
 MODEL_FILES = {
     "vae": ["encoder.keras", "decoder.keras"],
     "dense_ae": ["model.keras"],
@@ -149,7 +149,7 @@ def test_hls4ml_vae_experiment_reproduces_the_notebook_setup(tmp_path):
         *hls4ml_overrides(tmp_path),
         "trainer.epochs=4",
         "trainer.progress_bar=false",
-        "evaluator.n_bootstrap=10",
+        "evaluator.n_bootstrap=0",
         cwd=tmp_path,
         timeout=600,
     )
@@ -173,7 +173,7 @@ def test_adc2021_dense_ae_experiment_subsamples_the_background(tmp_path):
         "trainer.epochs=3",
         "trainer.batch_size=64",
         "trainer.progress_bar=false",
-        "evaluator.n_bootstrap=10",
+        "evaluator.n_bootstrap=0",
         cwd=tmp_path,
         timeout=600,
     )

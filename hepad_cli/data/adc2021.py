@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from hepad_cli.data.dataset import Dataset, DatasetContent, EventSample
+from hepad_cli.data.dataset import Dataset, DatasetContent, EventSample, Finding
 from hepad_cli.data.download import DataFileError, fetch_file
 from hepad_cli.data.samples import open_hdf5
 from hepad_cli.errors import DataError
@@ -39,6 +39,10 @@ OBJECT_NAMES = (
     + [f"jet{i}" for i in range(1, 11)]
 )
 FEATURE_NAMES = [f"{obj}_{var}" for obj in OBJECT_NAMES for var in ("pt", "eta", "phi")]
+#: |eta| beyond which no LHC detector measures an object (the forward calorimeters end near 5).
+ETA_LIMIT = 5.0
+#: Slack on |phi| <= pi for float32 rounding.
+PHI_SLACK = 1e-3
 
 
 def write_adc2021_h5(path: str | os.PathLike, particles: np.ndarray) -> None:
@@ -187,6 +191,40 @@ class ADC2021Events(Dataset):
             "data.max_signal_events", max_signal_events, allow_none=True, error=DataError
         )
         self.chunk_size = check_int("data.chunk_size", chunk_size, error=DataError)
+
+    def physical_checks(self, name: str, sample: EventSample) -> list[Finding]:
+        """Objects as (pT, eta, phi): pT >= 0, |eta| <= 5, phi in [-pi, pi]; padding (pT = 0) at 0, 0."""
+        objects = sample.events.reshape(len(sample), N_OBJECTS, 3)
+        pt, eta, phi = objects[..., 0], objects[..., 1], objects[..., 2]
+        padding = pt == 0
+        fix = "the ADC2021 layout is (pT [GeV], eta, phi in [-pi, pi]) per object; fix or convert the file"
+        return [
+            Finding(
+                name, "have an object with negative pT", np.flatnonzero((pt < 0).any(axis=1)), len(pt), fix
+            ),
+            Finding(
+                name,
+                "have an object with phi outside [-pi, pi] (a detector learns the convention, not physics)",
+                np.flatnonzero((np.abs(phi) > np.pi + PHI_SLACK).any(axis=1)),
+                len(pt),
+                fix,
+            ),
+            Finding(
+                name,
+                f"have an object with |eta| > {ETA_LIMIT:g}, beyond any LHC detector",
+                np.flatnonzero((np.abs(eta) > ETA_LIMIT).any(axis=1)),
+                len(pt),
+                fix,
+            ),
+            Finding(
+                name,
+                "have a padded object (pT = 0) with eta or phi not 0",
+                np.flatnonzero((padding & ((eta != 0) | (phi != 0))).any(axis=1)),
+                len(pt),
+                "padding is expected to be all zero; the events are used as they are",
+                fatal=False,
+            ),
+        ]
 
     def _fetch(self, name: str, entry: dict, data_dir: Path):
         try:

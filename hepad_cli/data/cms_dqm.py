@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from hepad_cli.data.dataset import TRAINING_MODES, Dataset, DatasetContent, EventSample
-from hepad_cli.data.download import file_md5
+from hepad_cli.data.download import file_md5, md5_sidecar, sidecar_mismatch, write_md5_sidecar
 from hepad_cli.data.samples import EVENT_WEIGHT, SUBSYSTEM_FLAG_PREFIX, open_hdf5
 from hepad_cli.errors import DataError
 from hepad_cli.io import atomic_path
@@ -271,7 +271,15 @@ class CMSDataQuality(Dataset):
         converted = data_dir / self.converted_file
         sources = {name: data_dir / name for name in (*PICKLES, LABELS_FILE)}
         present = {name: path for name, path in sources.items() if path.is_file()}
-        if converted.is_file():
+        damage = sidecar_mismatch(converted) if converted.is_file() else None
+        if damage and not self.trust_pickle:
+            raise DataError(
+                f"{converted} {damage}. Fix: delete it and rerun with data.trust_pickle=true to convert the "
+                "pickles again"
+            )
+        if damage:
+            log.warning("%s %s: converting the pickles again", converted, damage)
+        if converted.is_file() and not damage:
             tables, recorded = read_converted(converted)
             changed = [
                 name
@@ -316,6 +324,7 @@ class CMSDataQuality(Dataset):
         for name, path in sources.items():
             stamps[name] = {**_source_stamp(path), "md5": file_md5(path)}
         write_converted(converted, tables, stamps)
+        write_md5_sidecar(md5_sidecar(converted), file_md5(converted), converted.name)
         log.info("converted the pickles to %s; later runs read it without loading any pickle", converted)
         provenance = [
             {"path": str(path), "md5": stamps[name]["md5"], "verified": False}

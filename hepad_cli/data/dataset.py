@@ -8,6 +8,12 @@ from ``data.scaling``, fitted on background training events only, kept in ``Samp
 saved with the model), the checks every sample needs (no empty signal) and the construction of
 ``Samples``.
 
+Before any of that, ``validate`` checks what the data mean: the findings a reader made while reading
+(``DatasetContent.findings``), the checks every dataset needs (``content_findings``: no all-zero event,
+labels exactly 0/1, weights finite and non-negative) and the physical checks a dataset declares
+(``physical_checks``). A ``Finding`` that makes the result meaningless stops the run with every such
+finding in one error; the others are logged and become warnings in auc.json.
+
 Settings come from the dataset's YAML file (conf/data/); the constructors have no defaults of their own.
 """
 
@@ -53,6 +59,41 @@ class EventSample:
         return EventSample(self.events[rows], {k: v[rows] for k, v in self.observables.items()})
 
 
+@dataclass(frozen=True)
+class Finding:
+    """What a data check found: which events of which sample or file, what is wrong, what to do.
+
+    ``rows``: row numbers of the affected events (in the file where the reader knows them, else in the
+    sample as read); ``total``: how many were checked; ``fatal``: the result would be meaningless (the
+    run stops) rather than usable (a warning). A finding without rows found nothing.
+    """
+
+    where: str
+    problem: str
+    rows: np.ndarray
+    total: int
+    fix: str
+    fatal: bool = True
+    unit: str = "events"
+
+    def message(self) -> str:
+        shown = ", ".join(str(int(row)) for row in self.rows[:5]) + (", ..." if len(self.rows) > 5 else "")
+        count = f"{len(self.rows)} of {self.total} {self.unit}"
+        return f"{self.where}: {count} {self.problem} (rows {shown}); {self.fix}"
+
+
+def resolve_findings(findings: list[Finding]) -> list[str]:
+    """Stop with every fatal finding in one DataError; log the other findings and return them as warnings."""
+    found = [finding for finding in findings if len(finding.rows)]
+    fatal = [finding.message() for finding in found if finding.fatal]
+    if fatal:
+        raise DataError("the input data cannot give a meaningful result:\n  " + "\n  ".join(fatal))
+    warnings = [finding.message() for finding in found]
+    for warning in warnings:
+        log.warning(warning)
+    return warnings
+
+
 @dataclass
 class DatasetContent:
     """What ``Dataset.read`` returns: the background (every event that may be trained on), the named
@@ -75,6 +116,52 @@ class DatasetContent:
     supervision: str | None = None
     feature_groups: dict[str, list[int]] | None = None
     inverted_from: str | None = None
+    findings: list[Finding] = field(default_factory=list)
+
+    def named_samples(self) -> dict[str, EventSample]:
+        """Every sample read, by the name messages use: "background", "signal 'top'", ..."""
+        return {"background": self.background} | {f"signal '{k}'": v for k, v in self.signals.items()}
+
+
+def content_findings(content: DatasetContent) -> list[Finding]:
+    """The checks every dataset needs: no all-zero event, labels exactly 0/1, weights finite and >= 0."""
+    findings = []
+    for name, sample in content.named_samples().items():
+        flat = sample.events.reshape(len(sample), -1)
+        findings.append(
+            Finding(
+                name,
+                "have all-zero inputs (an empty jet or an event without any object)",
+                np.flatnonzero(~flat.any(axis=1)),
+                len(sample),
+                "an empty event carries no physics and equals every other empty event; remove them from "
+                "the input file",
+            )
+        )
+        weights = sample.observables.get(EVENT_WEIGHT)
+        if weights is not None:
+            weights = np.asarray(weights, dtype=np.float64)
+            findings.append(
+                Finding(
+                    name,
+                    f"have a negative or non-finite {EVENT_WEIGHT!r}",
+                    np.flatnonzero(~(np.isfinite(weights) & (weights >= 0))),
+                    len(weights),
+                    "weights must be finite and >= 0: fix the input file",
+                )
+            )
+    if content.labels is not None:
+        labels = np.asarray(content.labels)
+        findings.append(
+            Finding(
+                "background labels",
+                "have a label other than 1 (good) or 0 (anomalous)",
+                np.flatnonzero(~np.isin(labels, (0, 1))),
+                len(labels),
+                "labels must be exactly 0 or 1: fix the labels file",
+            )
+        )
+    return findings
 
 
 class Dataset(ABC):
@@ -122,6 +209,24 @@ class Dataset(ABC):
         images = {"image": dataclasses.asdict(image)} if dataclasses.is_dataclass(image) else {}
         return {"representation": self.representation} | images
 
+    def physical_checks(self, name: str, sample: EventSample) -> list[Finding]:
+        """This dataset's checks of what its events mean (ranges of pT, eta, phi, ...); none by default.
+
+        ``name``: the sample as messages call it ("background", "signal 'top'"); events as ``read`` gave
+        them, before split and scaling.
+        """
+        return []
+
+    def validate(self, content: DatasetContent) -> list[str]:
+        """Check what was read before any heavy work; stop where the result would be meaningless, return
+        warnings where it is usable (they go into auc.json)."""
+        # The reader's findings first: they name file rows, and the checks below would repeat some.
+        warnings = resolve_findings(content.findings)
+        findings = content_findings(content)
+        for name, sample in content.named_samples().items():
+            findings += self.physical_checks(name, sample)
+        return warnings + resolve_findings(findings)
+
     def subsample_rows(self, n_events: int, limit: int | None, seed_offset: int = 0) -> np.ndarray | None:
         """Sorted row numbers of a seeded subsample of ``limit`` of ``n_events`` rows (None: take all)."""
         if limit is None or limit >= n_events:
@@ -133,6 +238,7 @@ class Dataset(ABC):
         for name, sample in content.signals.items():
             if len(sample) == 0:
                 raise DataError(f"signal '{name}' is empty: no events to score")
+        warnings = self.validate(content)
         if self.invert:
             content = self._inverted(content)
         if content.labels is None:
@@ -169,6 +275,7 @@ class Dataset(ABC):
             input_signature=self.input_signature(),
             background_val_observables=parts["val"].observables,
             trained_on=content.inverted_from,
+            warnings=warnings,
         )
 
     def _inverted(self, content: DatasetContent) -> DatasetContent:

@@ -72,13 +72,13 @@ def fetch_file(
     path = Path(path).expanduser().resolve()
     _check_url(url)  # before anything else, so a bad URL is reported even when the file is present
     mode, expected = _parse_checksum(checksum)
-    sidecar = _sidecar(path)
+    sidecar = md5_sidecar(path)
     log.info("data file %s (source %s, checksum %s)", path, url, checksum)
 
     if path.is_file():
         learned = False
         if mode == "zenodo":
-            expected = _read_sidecar(sidecar)
+            expected = read_md5_sidecar(sidecar)
             if expected is None:  # present but never verified here: one API call, then the sidecar
                 try:
                     expected, learned = _zenodo_md5(url, zenodo_api, timeout), True
@@ -89,7 +89,7 @@ def fetch_file(
                     ) from error
         fetched = _verify_present(path, expected)
         if learned:
-            _write_sidecar(sidecar, fetched.md5, path.name)
+            write_md5_sidecar(sidecar, fetched.md5, path.name)
         return fetched
     if path.exists():
         raise DataFileError(f"{path} exists but is not a regular file; move it away or use another data_dir")
@@ -117,7 +117,7 @@ def fetch_file(
             expected = _zenodo_md5(url, zenodo_api, timeout)
         fetched = _download(url, path, expected, timeout)
         if mode == "zenodo":
-            _write_sidecar(sidecar, fetched.md5, path.name)
+            write_md5_sidecar(sidecar, fetched.md5, path.name)
         return fetched
 
 
@@ -197,15 +197,17 @@ def _warn_unverified(path: Path, md5: str) -> None:
     )
 
 
-# --- sidecar with the md5 Zenodo published ----------------------------------------------------------
+# --- the md5 kept beside a file (md5sum -c format) ----------------------------------------------------
+# Beside a zenodo-mode download (the md5 Zenodo published), a generated Pythia sample and a converted CMS
+# file: a cached file is verified against it on every reuse.
 
 
-def _sidecar(path: Path) -> Path:
-    """Where the verified md5 of a zenodo-mode file is kept."""
+def md5_sidecar(path: Path) -> Path:
+    """Where the md5 of ``path`` is kept: ``<file>.md5`` beside it."""
     return path.with_name(path.name + ".md5")
 
 
-def _read_sidecar(sidecar: Path) -> str | None:
+def read_md5_sidecar(sidecar: Path) -> str | None:
     """'md5:<hex>' from a sidecar, or None if it is missing or unreadable (then Zenodo is asked again)."""
     try:
         token = sidecar.read_text().split()[0].lower()
@@ -214,7 +216,7 @@ def _read_sidecar(sidecar: Path) -> str | None:
     return f"md5:{token}" if re.fullmatch(r"[0-9a-f]{32}", token) else None
 
 
-def _write_sidecar(sidecar: Path, md5: str, name: str) -> None:
+def write_md5_sidecar(sidecar: Path, md5: str, name: str) -> None:
     """Write '<md5>  <name>' (md5sum -c format) atomically, so a killed run leaves no half sidecar."""
     tmp: str | None = None
     try:
@@ -226,10 +228,24 @@ def _write_sidecar(sidecar: Path, md5: str, name: str) -> None:
         os.replace(tmp, sidecar)
     except OSError as error:
         # Best effort: a read-only data directory only costs one Zenodo API call per run.
-        log.warning("cannot write %s (%s); Zenodo will be asked again next time", sidecar, error)
+        log.warning("cannot write %s (%s); the file cannot be verified offline next time", sidecar, error)
     finally:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
+
+
+def sidecar_mismatch(path: Path) -> str | None:
+    """Why a cached file does not match the md5 kept beside it (none kept, or bytes changed since), or
+    None when it matches."""
+    recorded = read_md5_sidecar(md5_sidecar(path))
+    if recorded is None:
+        return f"has no recorded checksum ({md5_sidecar(path).name} is missing), so it cannot be verified"
+    found = f"md5:{file_md5(path)}"
+    if found != recorded:
+        return (
+            f"does not match its recorded checksum (recorded {recorded}, found {found}): it changed on disk"
+        )
+    return None
 
 
 def _zenodo_md5(url: str, zenodo_api: str, timeout: float) -> str:

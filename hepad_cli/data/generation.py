@@ -31,7 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from hepad_cli.data.toptagging_format import MAX_CONSTITUENTS, count_jets, write_toptagging_h5
+from hepad_cli.data.download import file_md5, md5_sidecar, sidecar_mismatch, write_md5_sidecar
+from hepad_cli.data.toptagging_format import MAX_CONSTITUENTS, write_toptagging_h5
 from hepad_cli.io import atomic_path, atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -574,7 +575,7 @@ def _versions() -> dict[str, str | None]:
     return versions
 
 
-def _sidecar(settings: GenerationSettings, n_jets: int, stats: dict[str, Any] | None) -> dict[str, Any]:
+def _sidecar(settings: GenerationSettings, n_jets: int, stats: dict[str, Any]) -> dict[str, Any]:
     return {
         "settings": asdict(settings),
         "pthat_window": list(settings.pthat_window()),
@@ -582,9 +583,9 @@ def _sidecar(settings: GenerationSettings, n_jets: int, stats: dict[str, Any] | 
         "generator_version": GENERATOR_VERSION,
         "n_jets": n_jets,
         "versions": _versions(),
-        "generation_seconds": None if stats is None else round(stats["seconds"], 3),
-        "n_events": None if stats is None else stats["events"],
-        "n_workers": None if stats is None else stats["n_workers"],
+        "generation_seconds": round(stats["seconds"], 3),
+        "n_events": stats["events"],
+        "n_workers": stats["n_workers"],
     }
 
 
@@ -594,32 +595,24 @@ def ensure_sample(
     n_workers: int | None = None,
     progress: bool = True,
 ) -> Path:
-    """Return the cached sample of these settings under data_dir/pythia/, generating it first if needed."""
+    """Return the cached sample of these settings under data_dir/pythia/, generating it first if needed.
+
+    A cached file is reused only when it matches the md5 recorded beside it when it was generated; any
+    other file is generated again (never read).
+    """
     from filelock import FileLock
 
     target = sample_path(settings, data_dir)
     target.parent.mkdir(parents=True, exist_ok=True)
-    sidecar = target.with_suffix(".json")
     # The lock makes concurrent runs generate once: the second waits, then finds the file.
     with FileLock(f"{target}.lock"):
         if target.exists():
-            try:
-                n_found = count_jets(target)
-            except ValueError as error:
-                n_found = None
-                log.warning("cached sample %s is unreadable (%s); generating it again", target, error)
-            if n_found == settings.n_jets:
-                log.info("reusing cached %s sample %s (%d jets)", settings.process, target, n_found)
-                if not sidecar.exists():
-                    atomic_write_json(sidecar, _sidecar(settings, n_found, None))
+            problem = sidecar_mismatch(target)
+            if problem is None:
+                log.info("reusing cached %s sample %s (md5 verified)", settings.process, target)
                 return target
-            if n_found is not None:
-                log.warning(
-                    "cached sample %s holds %d jets, expected %d; generating it again",
-                    target,
-                    n_found,
-                    settings.n_jets,
-                )
+            log.warning("cached sample %s %s; generating it again", target, problem)
         stats = _generate(settings, target, n_workers, progress)
-        atomic_write_json(sidecar, _sidecar(settings, settings.n_jets, stats))
+        write_md5_sidecar(md5_sidecar(target), file_md5(target), target.name)
+        atomic_write_json(target.with_suffix(".json"), _sidecar(settings, settings.n_jets, stats))
     return target

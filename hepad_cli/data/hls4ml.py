@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hepad_cli.data.dataset import Dataset, DatasetContent, EventSample
+from hepad_cli.data.dataset import Dataset, DatasetContent, EventSample, Finding
 from hepad_cli.data.download import DataFileError, fetch_file, file_md5
 from hepad_cli.data.samples import open_hdf5
 from hepad_cli.errors import DataError
@@ -291,14 +291,18 @@ def read_hls4ml_h5(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     onehot = data[:, [H5_LABEL_COLUMNS[n] for n in names]]
     valid = (onehot.sum(axis=1) == 1) & np.isin(onehot, (0, 1)).all(axis=1)
     if not valid.all():
-        log.warning(
-            "%s: %d of %d jets have no single g/q/W/Z/t label and are skipped",
-            path,
-            int((~valid).sum()),
-            len(valid),
+        raise DataError(
+            Finding(
+                str(path),
+                "do not have exactly one of the labels j_g, j_q, j_w, j_z, j_t set to 1 (and the others 0)",
+                np.flatnonzero(~valid),
+                len(valid),
+                "labels must be exactly one-hot; fix the file (no jet is relabelled or dropped silently)",
+                unit="jets",
+            ).message()
         )
-    labels = np.asarray(names)[onehot[valid].argmax(axis=1)]
-    return features[valid], labels
+    labels = np.asarray(names)[onehot.argmax(axis=1)]
+    return features, labels
 
 
 def extract_archive(archive: Path, target: Path) -> list[Path]:
@@ -494,6 +498,21 @@ class HLS4MLJets(Dataset):
         for pattern in self.h5["files"]:
             paths.update(Path(p) for p in glob.glob(str(data_dir / pattern)) if Path(p).is_file())
         return sorted(paths)
+
+    def physical_checks(self, name: str, sample: EventSample) -> list[Finding]:
+        """A groomed mass and a constituent count cannot be negative."""
+        fix = "the 16 features must be in the published order and units; fix or convert the file"
+        return [
+            Finding(
+                name,
+                f"have a negative {feature}",
+                np.flatnonzero(sample.events[:, FEATURES.index(feature)] < 0),
+                len(sample),
+                fix,
+                unit="jets",
+            )
+            for feature in ("mass_mmdt", "multiplicity")
+        ]
 
     def read(self) -> DatasetContent:
         data_dir = Path(self.data_dir).expanduser().resolve()

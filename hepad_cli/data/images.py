@@ -31,6 +31,7 @@ from __future__ import annotations
 import math
 import os
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -265,6 +266,25 @@ def _fill_images(
         images[j, a, b] += pt[i] / safe_jet_pt[j]
 
 
+@contextmanager
+def numba_extensions_skipped():
+    """While our loops compile or load, skip numba's import of every installed package's extension.
+
+    numba imports them (here awkward and vector, which pull in SciPy) the first time it compiles or loads
+    anything: 0.3 s and 40 MB of memory that our loops do not use. Left armed for any later numba user.
+    """
+    from numba.core import entrypoints
+
+    armed = not getattr(entrypoints, "_already_initialized", True)
+    if armed:
+        entrypoints._already_initialized = True
+    try:
+        yield
+    finally:
+        if armed:
+            entrypoints._already_initialized = False
+
+
 @lru_cache(maxsize=1)
 def _kernels():
     """The compiled loops (numba, ``cache=True``: compiled once per machine, then loaded from disk).
@@ -273,19 +293,9 @@ def _kernels():
     """
     import numba
     from numba import types
-    from numba.core import entrypoints
 
-    # numba imports every installed package's numba extension (here awkward and vector, which pull in
-    # SciPy) the first time it compiles or loads anything: 0.3 s and 40 MB of memory that these loops
-    # do not use. Skip that while they load, and leave it armed for any later numba user.
-    armed = not getattr(entrypoints, "_already_initialized", True)
-    if armed:
-        entrypoints._already_initialized = True
-    try:
+    with numba_extensions_skipped():
         return _compile(numba, types)
-    finally:
-        if armed:
-            entrypoints._already_initialized = False
 
 
 def _compile(numba, types):

@@ -79,4 +79,6 @@ class TopTaggingJets(Dataset):
                 "rows_read": int(len(jets.images)),
             }
         ]
-        return DatasetContent(background.as_sample(), {"top": top.as_sample()}, provenance)
+        return DatasetContent(
+            background.as_sample(), {"top": top.as_sample()}, provenance, findings=jets.findings
+        )

@@ -10,11 +10,11 @@ import logging
 from pathlib import Path
 
 from hepad_cli.data.dataset import Dataset, DatasetContent
-from hepad_cli.data.download import file_md5
+from hepad_cli.data.download import file_md5, md5_sidecar, read_md5_sidecar
 from hepad_cli.data.generation import GenerationSettings, ensure_sample
 from hepad_cli.data.jets import ImageSettings, read_jet_images
 from hepad_cli.errors import DataError
-from hepad_cli.validation import check_bool
+from hepad_cli.validation import check_bool, check_int
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +51,8 @@ class PythiaJets(Dataset):
     ) -> None:
         super().__init__(split=split, seed=seed, scaling=scaling, invert=invert, invert_signal=invert_signal)
         self.data_dir = data_dir
-        self.n_background = n_background
-        self.n_signal = n_signal
+        self.n_background = check_int("data.n_background", n_background, hint="e.g. 6000", error=DataError)
+        self.n_signal = check_int("data.n_signal", n_signal, hint="e.g. 1500", error=DataError)
         self.signals = list(signals)
         self.generation_seed = generation_seed
         self.n_workers = n_workers
@@ -73,6 +73,8 @@ class PythiaJets(Dataset):
         self.settings = {"qcd": self._settings("qcd", n_background, 0)} | {
             name: self._settings(name, n_signal, i + 1) for i, name in enumerate(self.signals)
         }
+        # Before generating anything: the images of every jet must fit into memory.
+        self.image.check_memory(sum(settings.n_jets for settings in self.settings.values()))
 
     def _settings(self, process: str, n_jets: int, offset: int) -> GenerationSettings:
         try:
@@ -86,17 +88,22 @@ class PythiaJets(Dataset):
     def read(self) -> DatasetContent:
         data_dir = Path(self.data_dir).expanduser().resolve()
         log.info("Pythia jet cache: %s", data_dir / "pythia")
-        jets, provenance = {}, []
+        jets, provenance, findings = {}, [], []
         for process, settings in self.settings.items():
             path = ensure_sample(settings, data_dir, n_workers=self.n_workers)
             jets[process] = read_jet_images(
                 path, self.image, description=f"imaging {process} jets", with_tau32=self.with_tau32
             )
+            findings += jets[process].findings
+            md5 = file_md5(path)
+            recorded = read_md5_sidecar(md5_sidecar(path))
             provenance.append(
                 {
                     "path": str(path),
-                    "md5": file_md5(path),
-                    "verified": True,
+                    "md5": md5,
+                    # ensure_sample checked it; hashed again after reading, so "verified" is of what was read.
+                    "verified": recorded == f"md5:{md5}",
+                    "expected_checksum": recorded,
                     "generated": True,
                     "process": process,
                 }
@@ -106,4 +113,5 @@ class PythiaJets(Dataset):
             background=background.as_sample(),
             signals={name: sample.as_sample() for name, sample in jets.items()},
             provenance=provenance,
+            findings=findings,
         )

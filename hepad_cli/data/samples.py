@@ -11,7 +11,14 @@ from hepad_cli.errors import DataError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DataError", "Samples", "TrainingSet", "split_background", "assert_background_only"]
+__all__ = [
+    "DataError",
+    "Samples",
+    "TrainingSet",
+    "split_background",
+    "assert_background_only",
+    "rows_also_in",
+]
 
 #: Declared per-event observables that are not detector inputs. ``EVENT_WEIGHT``: the weight of each
 #: test event in weighted AUCs (luminosity for CMS lumisections); ``SUBSYSTEM_FLAG_PREFIX`` + name: an
@@ -56,6 +63,8 @@ class Samples:
     background_val_observables: the observables of the background validation split (what a background-only
     transform of the scores, such as the decorrelation, is fitted on). trained_on: the signal that was
     trained on in the inverse task (None: the usual background).
+
+    warnings: what the dataset's checks found that leaves the result usable (they go into auc.json).
     """
 
     background_train: np.ndarray
@@ -75,6 +84,7 @@ class Samples:
     input_signature: dict = field(default_factory=dict)
     background_val_observables: dict[str, np.ndarray] = field(default_factory=dict)
     trained_on: str | None = None
+    warnings: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.background_train = _as_events("background_train", self.background_train)
@@ -152,27 +162,44 @@ def split_background(n_events: int, fractions: dict[str, float], seed: int) -> d
     return dict(zip(names, np.split(order, bounds), strict=True))
 
 
+def rows_also_in(reference: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Row numbers of the events of x that appear verbatim in reference."""
+    flat_reference = reference.reshape(len(reference), -1)
+    # A random projection fingerprints each row; only rows with equal fingerprints are compared exactly.
+    projection = np.random.default_rng(0).normal(size=flat_reference.shape[1])
+    reference_prints = flat_reference.astype(np.float64) @ projection
+    order = np.argsort(reference_prints)
+    sorted_prints = reference_prints[order]
+    flat = x.reshape(len(x), -1)
+    prints = flat.astype(np.float64) @ projection
+    first = np.searchsorted(sorted_prints, prints, side="left")
+    last = np.searchsorted(sorted_prints, prints, side="right")
+    shared = [
+        i
+        for i in np.flatnonzero(last > first)
+        if np.any(np.all(flat_reference[order[first[i] : last[i]]] == flat[i], axis=1))
+    ]
+    return np.asarray(shared, dtype=np.int64)
+
+
+def describe_shared(x: np.ndarray, rows: np.ndarray) -> str:
+    """How many rows, how many distinct events among them, and whether they are empty (all-zero)."""
+    flat = x.reshape(len(x), -1)[rows]
+    distinct = len(np.unique(flat, axis=0))
+    empty = int((~flat.any(axis=1)).sum())
+    text = f"{len(rows)} event{'s' if len(rows) != 1 else ''} ({distinct} distinct"
+    return text + (f", {empty} of them all-zero: empty events)" if empty else ")")
+
+
 def assert_background_only(training: np.ndarray, signals: dict[str, np.ndarray]) -> None:
     """Fail if any signal event appears verbatim in the training sample (the unsupervised contract)."""
-    flat_train = training.reshape(len(training), -1)
-    # A random projection fingerprints each row; only rows with equal fingerprints are compared exactly.
-    projection = np.random.default_rng(0).normal(size=flat_train.shape[1])
-    train_prints = flat_train.astype(np.float64) @ projection
-    order = np.argsort(train_prints)
-    sorted_prints = train_prints[order]
     for name, x in signals.items():
-        flat = x.reshape(len(x), -1)
-        prints = flat.astype(np.float64) @ projection
-        first = np.searchsorted(sorted_prints, prints, side="left")
-        last = np.searchsorted(sorted_prints, prints, side="right")
-        leaked = 0
-        for i in np.flatnonzero(last > first):
-            same_print = flat_train[order[first[i] : last[i]]]
-            leaked += bool(np.any(np.all(same_print == flat[i], axis=1)))
-        if leaked:
+        leaked = rows_also_in(training, x)
+        if len(leaked):
             raise DataError(
-                f"{leaked} events of signal '{name}' are also in the background training sample; "
-                "training must see background only: check the signal and background files"
+                f"{describe_shared(x, leaked)} of signal '{name}' (rows {leaked[:5].tolist()} of its test "
+                "sample) are also in the background training sample; training must see background only: "
+                "check the signal and background files"
             )
 
 

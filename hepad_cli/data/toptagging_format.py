@@ -7,13 +7,16 @@ compound fields ``index`` (int64), ``values_block_0`` (float64, 804 columns:
 ``values_block_1`` (int64, 2 columns: ``ttv``, ``is_signal_new``).
 
 Reading uses h5py on row windows of the compound table, read into one reused buffer, so memory stays
-flat and the result does not depend on the pandas version that wrote the file.
+flat and the result does not depend on the pandas version that wrote the file. A table compressed with a
+filter that h5py's HDF5 library lacks (pandas' ``complib`` blosc, blosc2 or bzip2, all PyTables filters)
+is read through PyTables, which brings its own; a filter neither has is named in the error.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -127,10 +130,59 @@ def count_jets(path: str | os.PathLike) -> int:
 
 
 def read_labels(path: str | os.PathLike) -> np.ndarray:
-    """is_signal_new for every row (int64); reads 16 bytes per jet."""
-    handle, table = open_table(path)
-    with handle:
-        return np.asarray(table.fields("values_block_1")[:][:, 1], dtype=np.int64)
+    """is_signal_new for every row, as stored (normally int64 0/1)."""
+    return np.concatenate([np.array(block.is_signal) for block in iter_record_blocks(path)])
+
+
+#: Registered HDF5 filter ids of the compressors PyTables offers, for files that do not name them.
+FILTER_NAMES = {305: "lzo", 307: "bzip2", 32001: "blosc", 32026: "blosc2"}
+
+
+def _missing_filters(table) -> list[str]:
+    """The compression filters of a dataset that h5py's HDF5 library cannot decode, as 'name (id N)'."""
+    import h5py
+
+    plist = table.id.get_create_plist()
+    missing = []
+    for index in range(plist.get_nfilters()):
+        code, _, _, name = plist.get_filter(index)
+        if not h5py.h5z.filter_avail(code):
+            missing.append(
+                f"'{name.decode(errors='replace') or FILTER_NAMES.get(code, 'unnamed')}' (id {code})"
+            )
+    return missing
+
+
+RowReader = Callable[[int, int, np.ndarray], None]
+
+
+@contextmanager
+def _row_reader(path: Path, table) -> Iterator[RowReader]:
+    """read(first, last, buffer): rows first..last-1 into buffer[:last - first], by h5py, or by PyTables
+    when the table is compressed with a filter h5py lacks."""
+    missing = _missing_filters(table)
+    if not missing:
+        yield lambda first, last, buffer: table.read_direct(
+            buffer, np.s_[first:last], np.s_[0 : last - first]
+        )
+        return
+    import tables
+
+    handle = tables.open_file(str(path), "r")
+    try:
+        rows = handle.get_node("/" + TABLE_PATH)
+        rows.read(0, min(1, rows.nrows))  # decoding fails here when PyTables lacks the filter too
+    except Exception as error:  # noqa: BLE001 - PyTables raises several types; each means "cannot decode"
+        handle.close()
+        raise LayoutError(
+            f"{path} is compressed with the HDF5 filter {', '.join(missing)}, which neither h5py nor "
+            f"PyTables on this machine can decode ({type(error).__name__}). Fix: rewrite the file with a "
+            "filter both have (zlib, blosc, bzip2, or none: ptrepack --complevel=0 on a machine that has it)"
+        ) from None
+    try:
+        yield lambda first, last, buffer: rows.read(first, last, out=buffer[: last - first])
+    finally:
+        handle.close()
 
 
 @dataclass(frozen=True)
@@ -192,7 +244,7 @@ def iter_record_blocks(
     it reads). A block is only valid until the next one is requested: copy what you keep.
     """
     handle, table = open_table(path)
-    with handle:
+    with handle, _row_reader(Path(path), table) as read_rows:
         n_rows = table.shape[0]
         rows = None if rows is None else np.sort(np.asarray(rows, np.int64))
         if rows is not None and rows.size and (rows[0] < 0 or rows[-1] >= n_rows):
@@ -202,7 +254,7 @@ def iter_record_blocks(
 
         def read(first: int, last: int, buffer: np.ndarray) -> None:
             try:
-                table.read_direct(buffer, np.s_[first:last], np.s_[0 : last - first])
+                read_rows(first, last, buffer)
             except OSError as error:
                 raise LayoutError(
                     f"{path}: rows {first}..{last - 1} cannot be read ({error}); the file is probably "

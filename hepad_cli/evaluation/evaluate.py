@@ -57,6 +57,13 @@ class EvaluatorSettings:
         check_int("evaluator.reconstruction_examples", self.reconstruction_examples, minimum=0)
         check_bool("evaluator.plots", self.plots)
         check_number("evaluator.confidence_level", self.confidence_level, 0, 1, low_open=True, high_open=True)
+        fewest = metrics.min_bootstrap_replicas(self.confidence_level)
+        if 0 < self.n_bootstrap < fewest:
+            raise ConfigError(
+                f"evaluator.n_bootstrap={self.n_bootstrap} is too few for a "
+                f"{self.confidence_level * 100:g}% interval (each tail needs a replica): use 0 for no "
+                f"interval or at least {fewest}"
+            )
         if not isinstance(self.fprs, list | tuple) or any(
             not is_number(f) or not 0 < f < 1 for f in self.fprs
         ):

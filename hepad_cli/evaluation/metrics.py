@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 DEFAULT_FPRS = (1e-1, 1e-2, 1e-3, 1e-4, 1e-5)
@@ -35,8 +37,9 @@ def auc_with_interval(
     level: float = 0.95,
     background_weights: np.ndarray | None = None,
     signal_weights: np.ndarray | None = None,
-) -> tuple[float, tuple[float, float]]:
-    """ROC AUC of signal against background and its percentile bootstrap interval.
+) -> tuple[float, tuple[float | None, float | None]]:
+    """ROC AUC of signal against background and its percentile bootstrap interval ((None, None) when
+    ``n_bootstrap`` is 0).
 
     The bootstrap resamples both samples with Poisson(1) weights, so each replica costs one pass.
     Optional per-event weights (e.g. luminosity) weight both the AUC and every replica.
@@ -58,9 +61,17 @@ def auc_with_interval(
         )
         for _ in range(n_bootstrap)
     ]
+    if not replicas:
+        return auc, (None, None)
     tail = (1 - level) / 2 * 100
-    low, high = np.nanpercentile(replicas, [tail, 100 - tail]) if replicas else (np.nan, np.nan)
+    low, high = np.nanpercentile(replicas, [tail, 100 - tail])
     return auc, (float(low), float(high))
+
+
+def min_bootstrap_replicas(level: float) -> int:
+    """The fewest replicas whose percentile interval at ``level`` has at least one replica in each tail;
+    with fewer, the "interval" is the range of a handful of replicas, not a confidence interval."""
+    return math.ceil(round(2 / (1 - level), 9))
 
 
 def threshold_at_fpr(background: np.ndarray, fpr: float, min_background_above: int = 1) -> float | None:

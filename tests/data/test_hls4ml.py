@@ -358,6 +358,39 @@ def test_archive_escaping_the_data_directory_is_refused(tmp_path, toy_jets):
     assert not (tmp_path / "escaped.h5").exists()
 
 
+@pytest.mark.parametrize("kind", ["symlink", "hardlink"])
+def test_archive_with_a_link_out_of_the_data_directory_is_refused(tmp_path, toy_jets, kind):
+    """A link member pointing outside the target, followed by a member written through it."""
+    import io
+
+    outside = tmp_path / "outside.txt"
+    outside.write_text("untouched")
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    archive = data_dir / "evil.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        link = tarfile.TarInfo("val/link.h5")
+        link.type = tarfile.SYMTYPE if kind == "symlink" else tarfile.LNKTYPE
+        link.linkname = str(outside) if kind == "hardlink" else "../../outside.txt"
+        tar.addfile(link)
+        payload = tarfile.TarInfo("val/link.h5")
+        payload.size = 8
+        tar.addfile(payload, io.BytesIO(b"replaced"))
+    md5 = hashlib.md5(archive.read_bytes()).hexdigest()
+    config = {
+        "files": ["val/*.h5"],
+        "archive": {
+            "file": archive.name,
+            "url": "https://example.invalid/evil.tar.gz",
+            "checksum": f"md5:{md5}",
+        },
+    }
+    with pytest.raises(DataError, match="cannot extract"):
+        build_dataset("hls4ml", data_dir, source="h5", download=False, h5=config).load()
+    assert outside.read_text() == "untouched"
+    assert not (data_dir / "val").exists()
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [

@@ -78,3 +78,23 @@ def test_conv_ae_refuses_images_it_cannot_halve_twice():
     x = np.random.default_rng(0).random((20, 10, 10, 1)).astype(np.float32)
     with pytest.raises(ConfigError, match="divisible by 4"):
         ConvAutoencoder(trainer=TINY_TRAINER).fit(x, x)
+
+
+def test_a_keras_model_holding_code_is_refused_and_its_code_never_runs(tmp_path):
+    """Keras safe mode: a Lambda layer's Python code (here: it writes a file) is not deserialised."""
+    import keras
+
+    x = images(64, 6)
+    ConvAutoencoder(latent_dim=2, filters=8, trainer=TINY_TRAINER, seed=1).fit(x[:48], x[48:]).save(tmp_path)
+    marker = tmp_path / "the-code-ran"
+    inputs = keras.Input((8, 8, 1))
+    writes_a_file = keras.layers.Lambda(
+        lambda t, path: (open(path, "w").write("ran"), t)[1],  # noqa: SIM115 - the point is a side effect
+        arguments={"path": str(marker)},
+    )
+    outputs = writes_a_file(inputs)
+    keras.Model(inputs, outputs).save(tmp_path / "model.keras")  # in place of the detector's network
+    marker.unlink()  # building the model above ran the lambda once, here in the test
+    with pytest.raises(ValueError, match="safe_mode"):
+        ConvAutoencoder.load(tmp_path)
+    assert not marker.exists()

@@ -327,7 +327,7 @@ def test_every_detector_is_fitted_on_background_training_events_only(model, tmp_
                 "data.download=false",
                 "trainer.epochs=1",
                 "trainer.progress_bar=false",
-                "evaluator.n_bootstrap=5",
+                "evaluator.n_bootstrap=0",
                 "evaluator.plots=false",
             ],
         )
