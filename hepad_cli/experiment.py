@@ -262,7 +262,7 @@ def write(
         scored.primary,
         observables,
         scored.extra_scores,
-        scored.decorrelated,
+        decorrelated=scored.decorrelated,
         attributes={"source_files": [entry["path"] for entry in provenance]},
     )
     if report is not None:
