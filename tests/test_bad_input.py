@@ -563,7 +563,7 @@ def test_a_rerun_moves_the_earlier_run_aside_and_a_failed_rerun_leaves_no_result
     assert json.loads((run_dir / "status.json").read_text())["status"] == "failed"
     assert not (run_dir / "auc.json").exists() and not (run_dir / "scores.h5").exists()
     assert not (run_dir / "model").exists()
-    with pytest.raises(RunDirectoryError, match="is 'failed', not complete"):
+    with pytest.raises(RunDirectoryError, match="has status 'failed', not 'complete'"):
         FinishedRun.open(run_dir)
 
 
