@@ -440,8 +440,11 @@ def plot_auc_vs_precision(report: dict, path: Path) -> None:
         entries = [report["precisions"][p]["comparison"]["signals"][signal] for p in order]
         interval_key = next(k for k in entries[0] if k.startswith("auc_fixed_interval"))
         aucs = np.array([e["auc_fixed"] for e in entries])
-        low = aucs - np.array([e[interval_key][0] for e in entries])
-        high = np.array([e[interval_key][1] for e in entries]) - aucs
+        # An interval is null when no bootstrap ran (evaluator.n_bootstrap=0): no error bar then.
+        bounds = np.array(
+            [e[interval_key] or (auc, auc) for e, auc in zip(entries, aucs, strict=True)], float
+        )
+        low, high = aucs - bounds[:, 0], bounds[:, 1] - aucs
         ax.errorbar(
             positions + offsets[i],
             aucs,

@@ -309,7 +309,7 @@ ROWS = [
     (
         "decorrelation from an observable the data lack",
         jetnet_toy("evaluator.decorrelate=tau32"),
-        "evaluator.decorrelate='tau32' is not an observable of every sample",
+        "evaluator.decorrelate='tau32' is not an observable of every sample of this dataset; available: [",
     ),
     (
         "unknown image preprocessing step",

@@ -74,7 +74,7 @@ def test_inverse_task_still_refuses_training_events_that_are_also_anomalies(tmp_
     # The "QCD" jets include copies of top jets: the inverse task would train on anomalies.
     write_toptagging_h5(path, np.concatenate([jets[:20], jets]), np.r_[np.zeros(20), np.ones(60)])
     cfg = compose_config(*jetnet_overrides(path, "model=pca", "data.invert=true"))
-    with pytest.raises(DataError, match="events of signal 'qcd' are also in the background training sample"):
+    with pytest.raises(DataError, match="of signal 'qcd' .*are also in the background training sample"):
         run(cfg, tmp_path / "run")
     assert not (tmp_path / "run" / "auc.json").exists()
 
@@ -109,7 +109,7 @@ def test_decorrelation_is_fitted_on_background_validation_events_only(toptagging
     saved = json.loads((finished.model_dir / decorrelation.FILE).read_text())
     # Refit from the background validation split alone (the same seeded split): the same transform.
     samples = instantiate_node(finished.config.data).load()
-    detector = finished.detector()
+    detector = finished.detector
     refit = decorrelation.fit(
         detector.score(samples.background_val), samples.background_val_observables["mass"], "mass", 4
     )

@@ -85,7 +85,13 @@ def features_run(inputs, tmp_path_factory) -> Path:
 def image_run(inputs, tmp_path_factory) -> Path:
     workdir = tmp_path_factory.mktemp("image-run")
     return train(
-        inputs, workdir, "data.representation=image", CONSTITUENTS, "model=pca", "model.latent_dim=3"
+        inputs,
+        workdir,
+        "data.representation=image",
+        CONSTITUENTS,
+        "model=pca",
+        "model.latent_dim=3",
+        "evaluator.decorrelate=mass",
     )
 
 
@@ -202,6 +208,12 @@ def test_image_run_is_applied_to_parquet_constituents(image_run, inputs, tmp_pat
     trained = by_event(image_run / "scores.h5")
     common = [e for e in trained if e < 100_000]
     np.testing.assert_allclose([scored[e] for e in common], [trained[e] for e in common], rtol=1e-6)
+    # The run's mass decorrelation is applied to the new events as it was fitted (never re-fitted).
+    decorrelated = by_event(only(tmp_path, "outputs/score/*/*/scores.h5"), "score_decorrelated")
+    trained_decorrelated = by_event(image_run / "scores.h5", "score_decorrelated")
+    np.testing.assert_allclose(
+        [decorrelated[e] for e in common], [trained_decorrelated[e] for e in common], rtol=1e-6, atol=1e-9
+    )
 
 
 @pytest.mark.parametrize(

@@ -87,7 +87,8 @@ def check_compatible(trained: dict, given: dict) -> None:
             f"data.representation={given['representation']!r} was given: set data.representation="
             f"{trained.get('representation')}"
         )
-    if given["representation"] == "image" and trained.get("image") != given["image"]:
+    # Compared as JSON stores them (a tuple of the config reads back as a list).
+    if given["representation"] == "image" and trained.get("image") != json.loads(json.dumps(given["image"])):
         raise DataError(
             f"the detector was trained on images with {trained.get('image')}, data.image={given['image']} "
             "was given: use the trained image settings"
