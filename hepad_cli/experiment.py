@@ -53,12 +53,16 @@ class Stopwatch:
 
 def run(cfg: DictConfig, out_dir: Path, overrides: list[str] | None = None) -> RunReport:
     """Run one experiment described by the composed config; returns the report written to auc.json."""
+    from hepad_cli.evaluation.plots import figure_style
     from hepad_cli.provenance import RunRecord
+    from hepad_cli.tracking import HISTORY_FILE, Trackers, write_history
 
     out_dir.mkdir(parents=True, exist_ok=True)
     record = RunRecord(out_dir, OmegaConf.to_container(cfg, resolve=True), overrides or [])
     clock = Stopwatch()
+    trackers = Trackers([])
     try:
+        trackers = Trackers.start(cfg, out_dir, overrides or [])
         evaluator, dataset, detector = build(cfg)
         with clock.stage("data"):
             samples = dataset.load()
@@ -66,17 +70,22 @@ def run(cfg: DictConfig, out_dir: Path, overrides: list[str] | None = None) -> R
         log.info("events: %s", samples.counts())
         warnings = check(samples)
         with clock.stage("fit"):
-            fit(detector, samples)
+            fit(detector, samples, **trackers.fit_arguments(detector))
+        if detector.history_:
+            write_history(out_dir / HISTORY_FILE, detector.history_)
         record.add(compute=detector.compute_ or {"device": "cpu", "keras_backend": None})
         save_model(detector, samples, out_dir / MODEL_DIR, OmegaConf.to_container(cfg.data, resolve=True))
         with clock.stage("score"):
             scored = score(detector, samples.named_test_samples())
-        report = evaluate(cfg, detector, samples, scored, evaluator, out_dir, warnings, clock)
+        with figure_style(evaluator.figure_style):
+            report = evaluate(cfg, detector, samples, scored, evaluator, out_dir, warnings, clock)
         write(report, scored, samples.observables, samples.provenance, out_dir)
         record.add(timing_s=clock.timing_s)
+        trackers.complete(report, out_dir)
         record.complete()
         return report
     except BaseException as error:
+        trackers.failed(error, out_dir)
         record.failed(error)
         raise
     finally:
@@ -110,12 +119,13 @@ def check(samples) -> list[str]:
     return warnings
 
 
-def fit(detector, samples) -> None:
-    """Background only; a detector that declares ``needs_labels`` gets the labelled training sets."""
+def fit(detector, samples, **fit_arguments) -> None:
+    """Background only; a detector that declares ``needs_labels`` gets the labelled training sets.
+    ``fit_arguments`` go to ``detector.fit`` (a Keras detector's per-epoch ``callbacks``)."""
     from hepad_cli.errors import DataError
 
     if detector.needs_labels:
-        detector.fit(samples.training_set("train"), samples.training_set("val"))
+        detector.fit(samples.training_set("train"), samples.training_set("val"), **fit_arguments)
         return
     if samples.has_training_labels:
         raise DataError(
@@ -123,7 +133,7 @@ def fit(detector, samples) -> None:
             f"{type(detector).__name__} trains unsupervised on background only: choose a detector that "
             "takes labels, or background-only training data (for cms_dqm: data.training=good_only)"
         )
-    detector.fit(samples.background_train, samples.background_val)
+    detector.fit(samples.background_train, samples.background_val, **fit_arguments)
 
 
 def save_model(detector, samples, model_dir: Path, data_config: dict) -> None:

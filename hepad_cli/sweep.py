@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from omegaconf import OmegaConf
 
 from hepad_cli.evaluation.plots import save_figure, styled_pyplot
 from hepad_cli.io import atomic_write_text
@@ -332,15 +333,28 @@ except ImportError:  # pragma: no cover - hydra is a dependency; this keeps `hep
 
 
 class SweepSummaryCallback(_HydraCallback):
-    """Builds the sweep summary when a multirun ends, failed jobs included."""
+    """Builds the sweep summary when a multirun ends, failed jobs included; with ``logger=mlflow`` the
+    sweep is also one parent run in MLflow, its jobs the children."""
+
+    def on_multirun_start(self, config, **kwargs) -> None:
+        from hepad_cli.tracking import start_sweep
+
+        start_sweep(config)
 
     def on_multirun_end(self, config, **kwargs) -> None:
+        from hepad_cli.evaluation.evaluate import EvaluatorSettings
+        from hepad_cli.evaluation.plots import figure_style
+        from hepad_cli.tracking import finish_sweep
+
         sweep_dir = Path(config.hydra.sweep.dir)
         try:
-            jobs = build_summary(sweep_dir)
+            evaluator = EvaluatorSettings(**OmegaConf.to_container(config.evaluator, resolve=True))
+            with figure_style(evaluator.figure_style):
+                jobs = build_summary(sweep_dir)
         except FileNotFoundError as error:
             log.warning("no sweep summary: %s", error)
             return
+        finish_sweep(config, jobs)
         failed = [job for job in jobs if job.status != "complete"]
         print(
             f"hepad-run: sweep of {len(jobs)} jobs, {len(failed)} not complete; summary in "
