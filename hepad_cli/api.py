@@ -85,7 +85,8 @@ def run(overrides: Sequence[str] = ()) -> RunResult:
     renew_process_tag()
     hydra = _hydra()
     try:
-        job = hydra.run(config_name=_CONFIG_NAME, task_function=run_in_hydra_job, overrides=list(overrides))
+        arguments = [*overrides, "hydra.mode=RUN"]  # as hepad-run adds it
+        job = hydra.run(config_name=_CONFIG_NAME, task_function=run_in_hydra_job, overrides=arguments)
     finally:
         GlobalHydra.instance().clear()
     return RunResult(Path(job.hydra_cfg.hydra.runtime.output_dir), job.return_value)
@@ -105,8 +106,8 @@ def sweep(overrides: Sequence[str] = ()) -> SweepResult:
     try:
         composed = hydra.compose_config(_CONFIG_NAME, list(overrides), run_mode=RunMode.MULTIRUN)
         # The sweep directory, fixed now, so the jobs and this function agree on it.
-        directory = Path(str(composed.hydra.sweep.dir))
-        arguments = [*overrides, f"hydra.sweep.dir='{directory}'"]
+        directory = Path(str(composed.hydra.sweep.dir)).resolve()
+        arguments = [*overrides, f"hydra.sweep.dir='{directory}'", "hydra.mode=MULTIRUN"]
         try:
             hydra.multirun(config_name=_CONFIG_NAME, task_function=app.__wrapped__, overrides=arguments)
         except SystemExit as exit_status:  # the summary callback's verdict: some job did not complete

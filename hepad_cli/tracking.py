@@ -83,7 +83,8 @@ class RunContext:
 
     @property
     def name(self) -> str:
-        return self.out_dir.name
+        """The run directory's name; in a sweep prefixed by the sweep's (jobs are named job0, job1, ...)."""
+        return f"{self.sweep_dir.name}/{self.out_dir.name}" if self.sweep_dir else self.out_dir.name
 
     def tags(self) -> dict[str, str]:
         """Dataset, detector, seed, source commit and where the run's directory is."""
@@ -197,7 +198,7 @@ class _Worker:
     """Runs one tracker's calls in order on a daemon thread; the first failure switches it off."""
 
     def __init__(self, name: str) -> None:
-        self.name = name
+        self.name = name  # the tracker and where it writes, for messages
         self.failure: str | None = None
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._work, name=f"hepad-{name}", daemon=True)
@@ -220,12 +221,7 @@ class _Worker:
                 except Exception as error:  # any failure of a tracker is the tracker's, never the run's
                     message = str(error).strip().splitlines()[0][:300] if str(error).strip() else ""
                     self.failure = f"{type(error).__name__}: {message}"
-                    log.warning(
-                        "%s logging is off for the rest of this run: %s",
-                        self.name,
-                        self.failure,
-                        exc_info=True,
-                    )
+                    log.warning("%s logging is off for the rest of this run: %s", self.name, self.failure)
 
     def wait(self, timeout: float) -> bool:
         """Wait until every call submitted so far has run (or was dropped); False after ``timeout`` s."""
@@ -245,6 +241,11 @@ class Tracker:
 
     name = "tracker"
     flush_timeout_s: float = 60.0
+
+    @property
+    def target(self) -> str:
+        """Where the tracker writes, for messages."""
+        return ""
 
     def start(self, context: RunContext) -> None: ...
 
@@ -306,6 +307,10 @@ class MlflowTracker(Tracker):
         self.tracking_uri = f"sqlite:///{path}" if path is not None else tracking_uri
         self.client = None
         self.run_id: str | None = None
+
+    @property
+    def target(self) -> str:
+        return self.tracking_uri
 
     # MLflow's HTTP client retries for minutes by default; a run must not wait that long for a server.
     def _client(self):
@@ -412,6 +417,10 @@ class TensorBoardTracker(Tracker):
         self.flush_timeout_s = float(flush_timeout_s)
         self.writer = None
 
+    @property
+    def target(self) -> str:
+        return self.log_dir or f"{TENSORBOARD_DIR}/ in the run directory"
+
     def start(self, context: RunContext) -> None:
         from tensorboardX import SummaryWriter
 
@@ -473,7 +482,7 @@ class Trackers:
     """Every tracker of one run behind the pipeline's hooks; with no logger configured each hook is free."""
 
     def __init__(self, trackers: list[Tracker]) -> None:
-        self._workers = [(tracker, _Worker(tracker.name)) for tracker in trackers]
+        self._workers = [(tracker, _Worker(f"{tracker.name} ({tracker.target})")) for tracker in trackers]
         self._epochs = 0
 
     @classmethod
@@ -538,7 +547,7 @@ class Trackers:
             finished = worker.wait(tracker.flush_timeout_s)
             worker.close()
             if worker.failure is not None:
-                warnings.append(f"{tracker.name} logging failed and was switched off: {worker.failure}")
+                warnings.append(f"{worker.name} logging failed and was switched off: {worker.failure}")
             elif not finished:
                 warnings.append(
                     f"{tracker.name} logging did not finish within {tracker.flush_timeout_s:g} s "
@@ -581,9 +590,16 @@ def read_sweep_parent(sweep_dir: Path | None) -> dict | None:
         return None
 
 
+def _sweep_mlflow_settings(config: DictConfig) -> dict | None:
+    """logger.mlflow of a sweep's config (resolved alone: the sweep's hydra node cannot be, yet)."""
+    if "mlflow" not in (config.get("logger") or {}):
+        return None
+    return OmegaConf.to_container(config.logger.mlflow, resolve=True)
+
+
 def start_sweep(config: DictConfig) -> None:
     """At the start of a sweep with ``logger=mlflow``: the parent run its jobs become children of."""
-    settings = OmegaConf.to_container(config, resolve=True).get("logger", {}).get("mlflow")
+    settings = _sweep_mlflow_settings(config)
     if settings is None:
         return
     tracker = MlflowTracker(**settings)
@@ -609,8 +625,7 @@ def finish_sweep(config: DictConfig, jobs: Sequence[Any]) -> None:
     when a job did not complete."""
     sweep_dir = Path(config.hydra.sweep.dir)
     parent = read_sweep_parent(sweep_dir)
-    settings = OmegaConf.to_container(config, resolve=True).get("logger", {}).get("mlflow")
-    if parent is None or settings is None:
+    if parent is None or _sweep_mlflow_settings(config) is None:
         return
     from mlflow.tracking import MlflowClient
 
