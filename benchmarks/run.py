@@ -31,7 +31,7 @@ from pathlib import Path
 
 from bench_common import REPO, Figure, Settings, Side, fmt_seconds
 
-FIGURES = ("images", "toptagging", "pythia", "training", "trigger", "bulk", "files", "run")
+FIGURES = ("images", "toptagging", "pythia", "training", "trigger", "bulk", "files", "run", "tracking")
 GPU_FIGURES = ("gpu",)
 PACKAGES = (
     "numpy",
@@ -166,6 +166,7 @@ def registry() -> dict[str, Callable[[Settings], Figure | list[Figure]]]:
     import bench_files
     import bench_gpu
     import bench_models
+    import bench_tracking
 
     return {
         "gpu": bench_gpu.figure_gpu,
@@ -177,6 +178,7 @@ def registry() -> dict[str, Callable[[Settings], Figure | list[Figure]]]:
         "bulk": bench_models.figure_bulk,
         "files": bench_files.figure_files,
         "run": figure_run,
+        "tracking": bench_tracking.figure_tracking,
     }
 
 

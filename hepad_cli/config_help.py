@@ -49,8 +49,8 @@ class ConfigFile:
     def summary(self) -> str:
         """The first sentence of the header."""
         text = " ".join(self.header)
-        match = re.match(r"(.+?[.:;])(\s|$)", text)
-        return (match.group(1) if match else text).rstrip(":;")
+        match = re.match(r"(.+?\.)(\s|$)", text)
+        return match.group(1) if match else text
 
 
 def _split_comment(text: str) -> tuple[str, str]:
@@ -251,16 +251,18 @@ def render_help(root: DictConfig | None = None) -> str:
         "== Config groups (group=option; * = chosen) ==",
     ]
     presets = []
+    # A group chosen as a list (logger=[mlflow,tensorboard]) has no single choice: its options are keys.
+    loggers = list(composed.get("logger") or {})
     for group, options in groups.items():
-        chosen = choices.get(group)
+        chosen = loggers if group == "logger" else [choices.get(group)]
         files = {option: read_config_file(group, option) for option in options}
         if all(f is not None and f.is_global for f in files.values()):
             presets.append((group, files))
-        names = ", ".join(f"*{o}" if o == chosen else o for o in options)
+        names = ", ".join(f"*{o}" if o in chosen else o for o in options)
         note = ""
         if group == "logger":
             note = "  (none by default; several at once: logger=[mlflow,tensorboard])"
-        elif chosen is None:
+        elif chosen == [None]:
             note = "  (none chosen)"
         lines.append(f"{group}: {names}{note}")
     for group, options in groups.items():
@@ -278,7 +280,11 @@ def render_help(root: DictConfig | None = None) -> str:
                 continue
             lines += config.header
             if logger_group:
-                values = yaml.safe_load((_conf_root() / group / f"{option}.yaml").read_text())
+                values = (
+                    composed["logger"]
+                    if option in loggers
+                    else yaml.safe_load((_conf_root() / group / f"{option}.yaml").read_text())
+                )
                 lines += _key_lines("logger.", option_keys(group, option), values)
             else:
                 lines += _key_lines(f"{group}.", option_keys(group, option), composed.get(group))

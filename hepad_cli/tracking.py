@@ -1,11 +1,13 @@
 """Where a run's results go besides its directory: ``history.csv`` in every trained run, and the trackers
 of the ``logger`` config group, MLflow (``logger=mlflow``) and TensorBoard (``logger=tensorboard``).
 
-A tracker never breaks or stalls a run. Each one works through its own background thread, so training and
-scoring never wait for a store; its first failure (an unreachable server, a bad URI, a full disk) is
-logged once, switches that tracker off for the rest of the run and is recorded in auc.json's warnings.
-The pipeline calls four hooks: ``Trackers.start`` before the build stage, ``fit_arguments`` for the
-per-epoch Keras callback, ``complete`` after auc.json is written and ``failed`` when the run fails.
+A tracker never breaks or slows a run. The trackers of a run work in a process of their own (started with
+the run, fed through a pipe by a writer thread), so importing MLflow, opening its store or waiting for a
+server costs the run neither time nor a crash; the first failure of a tracker (an unreachable server, a
+bad URI, a full disk) is logged once, switches that tracker off for the rest of the run and is recorded
+in auc.json's warnings. The pipeline calls four hooks: ``Trackers.start`` before the build stage,
+``fit_arguments`` for the per-epoch Keras callback, ``complete`` after auc.json is written (it waits for
+the trackers, at most their ``flush_timeout_s``) and ``failed`` when the run fails.
 """
 
 from __future__ import annotations
@@ -18,12 +20,13 @@ import math
 import os
 import queue
 import subprocess
+import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -80,6 +83,26 @@ class RunContext:
     overrides: list[str]
     choices: dict[str, str] = field(default_factory=dict)
     sweep_dir: Path | None = None
+
+    def to_dict(self) -> dict:
+        return {
+            "out_dir": str(self.out_dir),
+            "config": self.config,
+            "overrides": self.overrides,
+            "choices": self.choices,
+            "sweep_dir": None if self.sweep_dir is None else str(self.sweep_dir),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> RunContext:
+        sweep_dir = data.get("sweep_dir")
+        return cls(
+            Path(data["out_dir"]),
+            data["config"],
+            list(data["overrides"]),
+            dict(data["choices"]),
+            None if sweep_dir is None else Path(sweep_dir),
+        )
 
     @property
     def name(self) -> str:
@@ -191,53 +214,11 @@ def run_files(out_dir: Path, report: RunReport | None) -> list[Path]:
     return [path for path in dict.fromkeys(files) if path.is_file()]
 
 
-# --- the background worker ----------------------------------------------------------------------------
-
-
-class _Worker:
-    """Runs one tracker's calls in order on a daemon thread; the first failure switches it off."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name  # the tracker and where it writes, for messages
-        self.failure: str | None = None
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._work, name=f"hepad-{name}", daemon=True)
-        self._thread.start()
-
-    def submit(self, call: Callable[[], None]) -> None:
-        if self.failure is None:
-            self._queue.put(call)
-
-    def _work(self) -> None:
-        while True:
-            call = self._queue.get()
-            if call is None:
-                return
-            if isinstance(call, threading.Event):
-                call.set()
-            elif self.failure is None:
-                try:
-                    call()
-                except Exception as error:  # any failure of a tracker is the tracker's, never the run's
-                    message = str(error).strip().splitlines()[0][:300] if str(error).strip() else ""
-                    self.failure = f"{type(error).__name__}: {message}"
-                    log.warning("%s logging is off for the rest of this run: %s", self.name, self.failure)
-
-    def wait(self, timeout: float) -> bool:
-        """Wait until every call submitted so far has run (or was dropped); False after ``timeout`` s."""
-        done = threading.Event()
-        self._queue.put(done)
-        return done.wait(timeout)
-
-    def close(self) -> None:
-        self._queue.put(None)
-
-
 # --- trackers -------------------------------------------------------------------------------------------
 
 
 class Tracker:
-    """One destination of a run's record. Every method runs on the tracker's own worker thread."""
+    """One destination of a run's record. Its methods run in the trackers' process, one call at a time."""
 
     name = "tracker"
     flush_timeout_s: float = 60.0
@@ -253,7 +234,7 @@ class Tracker:
 
     def complete(self, report: RunReport, out_dir: Path, epochs: int) -> None: ...
 
-    def failed(self, error: BaseException, out_dir: Path) -> None: ...
+    def failed(self, error: str, status: str, out_dir: Path) -> None: ...
 
 
 def _text_or_none(key: str, value: Any) -> str | None:
@@ -388,12 +369,11 @@ class MlflowTracker(Tracker):
         if (out_dir / ".hydra").is_dir():
             self.client.log_artifacts(self.run_id, str(out_dir / ".hydra"), artifact_path="hydra")
 
-    def failed(self, error: BaseException, out_dir: Path) -> None:
+    def failed(self, error: str, status: str, out_dir: Path) -> None:
         if self.run_id is None:
             return
-        self.client.set_tag(self.run_id, "hepad.error", f"{type(error).__name__}: {error}"[:5000])
+        self.client.set_tag(self.run_id, "hepad.error", error[:5000])
         self._log_files(out_dir, None)
-        status = "KILLED" if isinstance(error, KeyboardInterrupt | SystemExit) else "FAILED"
         self.client.set_terminated(self.run_id, status)
 
 
@@ -439,18 +419,23 @@ class TensorBoardTracker(Tracker):
         for key, value in final_metrics(report).items():
             self.writer.add_scalar(key, value, global_step=epochs)
         if self.images:
-            import matplotlib.image
+            from tensorboardX.proto.summary_pb2 import Summary
 
             for figure in report.figures:
                 path = out_dir / figure
-                if path.suffix == ".png" and path.is_file():
-                    image = matplotlib.image.imread(path)[..., :3]
-                    self.writer.add_image(path.stem, image, global_step=epochs, dataformats="HWC")
+                if path.suffix != ".png" or not path.is_file():
+                    continue
+                # The PNG as it is (no decoding and encoding again); its size is in the header.
+                data = path.read_bytes()
+                width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+                image = Summary.Image(height=height, width=width, colorspace=4, encoded_image_string=data)
+                summary = Summary(value=[Summary.Value(tag=path.stem, image=image)])
+                self.writer._get_file_writer().add_summary(summary, global_step=epochs)
         self.writer.close()
 
-    def failed(self, error: BaseException, out_dir: Path) -> None:
+    def failed(self, error: str, status: str, out_dir: Path) -> None:
         if self.writer is not None:
-            self.writer.add_text("status", f"failed: {type(error).__name__}: {error}")
+            self.writer.add_text("status", f"{status}: {error}")
             self.writer.close()
 
 
@@ -475,43 +460,152 @@ def trackers_from_config(loggers: Mapping[str, Any] | None) -> list[Tracker]:
     return trackers
 
 
+# --- the trackers' process ----------------------------------------------------------------------------
+
+
+def serve(lines: Iterable[str], out: TextIO) -> None:
+    """The trackers' process: one JSON message per line (start, epoch, complete, failed) applied to every
+    tracker still working; a tracker's first failure is written to ``out`` and switches it off."""
+    trackers: list[Tracker] = []
+    failed: set[str] = set()
+    for line in lines:
+        message = json.loads(line)
+        operation = message["operation"]
+        if operation == "start":
+            trackers = trackers_from_config(message["loggers"])
+            context = RunContext.from_dict(message["context"])
+        for tracker in trackers:
+            if tracker.name in failed:
+                continue
+            try:
+                if operation == "start":
+                    tracker.start(context)
+                elif operation == "epoch":
+                    tracker.log_epoch(message["epoch"], message["values"], message["timestamp"])
+                elif operation == "complete":
+                    report = RunReport.from_dict(message["report"])
+                    tracker.complete(report, Path(message["out_dir"]), message["epochs"])
+                elif operation == "failed":
+                    tracker.failed(message["error"], message["status"], Path(message["out_dir"]))
+            except Exception as error:  # a tracker's failure is the tracker's, never the run's
+                failed.add(tracker.name)
+                text = str(error).strip()
+                failure = f"{type(error).__name__}: {text.splitlines()[0][:300] if text else ''}"
+                out.write(json.dumps({"tracker": f"{tracker.name} ({tracker.target})", "failure": failure}))
+                out.write("\n")
+                out.flush()
+
+
+class _TrackerProcess:
+    """The parent's end of the trackers' process: messages go through a writer thread (the run never
+    waits for the pipe), failures come back through a reader thread and are logged when they happen."""
+
+    def __init__(self, loggers: dict, context: RunContext, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+        self.failures: list[str] = []
+        self._outbox: queue.SimpleQueue = queue.SimpleQueue()
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "hepad_cli.tracking"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self._writer = threading.Thread(target=self._write, name="hepad-trackers-writer", daemon=True)
+        self._reader = threading.Thread(target=self._read, name="hepad-trackers-reader", daemon=True)
+        self._writer.start()
+        self._reader.start()
+        self.send({"operation": "start", "loggers": loggers, "context": context.to_dict()})
+
+    def send(self, message: dict) -> None:
+        self._outbox.put(message)
+
+    def _write(self) -> None:
+        stdin = self._process.stdin
+        while (message := self._outbox.get()) is not None:
+            try:
+                stdin.write(json.dumps(message) + "\n")
+                stdin.flush()
+            except (OSError, ValueError):  # the process is gone; the reader reports why
+                break
+        try:
+            stdin.close()
+        except OSError:
+            pass
+
+    def _read(self) -> None:
+        for line in self._process.stdout:
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            self.failures.append(
+                f"{entry['tracker']} logging failed and was switched off: {entry['failure']}"
+            )
+            log.warning("%s logging is off for the rest of this run: %s", entry["tracker"], entry["failure"])
+
+    def finish(self) -> list[str]:
+        """Let the process do what was sent and end (at most ``timeout_s``); returns the warnings."""
+        self._outbox.put(None)
+        try:
+            returncode = self._process.wait(self.timeout_s)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+            self._reader.join(5)
+            return [
+                *self.failures,
+                f"the trackers did not finish within {self.timeout_s:g} s (logger.<name>.flush_timeout_s) "
+                "and were stopped; their record of this run may be incomplete",
+            ]
+        self._reader.join(5)
+        if returncode != 0 and not self.failures:
+            return [f"the trackers' process ended with status {returncode}; their record may be incomplete"]
+        return list(self.failures)
+
+
 # --- the pipeline's hooks -------------------------------------------------------------------------------
 
 
 class Trackers:
     """Every tracker of one run behind the pipeline's hooks; with no logger configured each hook is free."""
 
-    def __init__(self, trackers: list[Tracker]) -> None:
-        self._workers = [(tracker, _Worker(f"{tracker.name} ({tracker.target})")) for tracker in trackers]
+    def __init__(self, process: _TrackerProcess | None = None) -> None:
+        self._process = process
         self._epochs = 0
 
     @classmethod
     def start(cls, cfg: DictConfig, out_dir: Path, overrides: Sequence[str]) -> Trackers:
-        """The trackers ``cfg.logger`` asks for, started in the background for the run in ``out_dir``."""
+        """The trackers ``cfg.logger`` asks for (their settings checked here), started in their own
+        process for the run in ``out_dir``."""
         config = OmegaConf.to_container(cfg, resolve=True)
-        trackers = cls(trackers_from_config(config.get("logger")))
-        if trackers._workers:
-            choices, sweep_dir = _hydra_job()
-            context = RunContext(out_dir, config, list(overrides), choices, sweep_dir)
-            trackers._submit(lambda tracker: tracker.start(context))
-        return trackers
-
-    def _submit(self, call: Callable[[Tracker], None]) -> None:
-        for tracker, worker in self._workers:
-            worker.submit(lambda tracker=tracker: call(tracker))
+        loggers = config.get("logger") or {}
+        trackers = trackers_from_config(loggers)
+        if not trackers:
+            return cls()
+        choices, sweep_dir = _hydra_job()
+        context = RunContext(out_dir, config, list(overrides), choices, sweep_dir)
+        timeout = max(tracker.flush_timeout_s for tracker in trackers)
+        try:
+            return cls(_TrackerProcess(loggers, context, timeout))
+        except OSError as error:
+            log.warning("no tracking for this run: the trackers' process did not start (%s)", error)
+            return cls()
 
     def log_epoch(self, epoch: int, values: Mapping[str, Any]) -> None:
         """One epoch's logged quantities (epochs numbered from 1), as Keras reports them."""
+        if self._process is None:
+            return
         numbers = {k: float(v) for k, v in values.items() if _is_number(v)}
         self._epochs = max(self._epochs, epoch)
-        timestamp = time.time()
-        self._submit(lambda tracker: tracker.log_epoch(epoch, numbers, timestamp))
+        self._process.send(
+            {"operation": "epoch", "epoch": epoch, "values": numbers, "timestamp": time.time()}
+        )
 
     def fit_arguments(self, detector) -> dict:
         """``callbacks=[...]`` for a detector that trains in epochs (a Keras detector), else nothing."""
         import inspect
 
-        if not self._workers or "callbacks" not in inspect.signature(detector.fit).parameters:
+        if self._process is None or "callbacks" not in inspect.signature(detector.fit).parameters:
             return {}
         import keras
 
@@ -525,37 +619,28 @@ class Trackers:
 
     def complete(self, report: RunReport, out_dir: Path) -> None:
         """Final metrics and files of a complete run (auc.json already written); waits for the trackers
-        (each at most its ``flush_timeout_s``) and records their failures in auc.json's warnings."""
-        if not self._workers:
+        and records their failures in auc.json's warnings."""
+        if self._process is None:
             return
-        epochs = self._epochs
-        self._submit(lambda tracker: tracker.complete(report, out_dir, epochs))
+        message = {"operation": "complete", "report": report.to_dict(), "out_dir": str(out_dir)}
+        self._process.send(message | {"epochs": self._epochs})
         warnings = self._finish()
         if warnings:
             report.warnings.extend(warnings)
             report.write(out_dir)
 
     def failed(self, error: BaseException, out_dir: Path) -> None:
-        """Mark the run failed in every tracker that is still working."""
-        if self._workers:
-            self._submit(lambda tracker: tracker.failed(error, out_dir))
-            self._finish()
+        """Mark the run failed (or killed, on Ctrl-C) in every tracker that is still working."""
+        if self._process is None:
+            return
+        status = "KILLED" if isinstance(error, KeyboardInterrupt | SystemExit) else "FAILED"
+        text = f"{type(error).__name__}: {error}"
+        self._process.send({"operation": "failed", "error": text, "status": status, "out_dir": str(out_dir)})
+        self._finish()
 
     def _finish(self) -> list[str]:
-        warnings = []
-        for tracker, worker in self._workers:
-            finished = worker.wait(tracker.flush_timeout_s)
-            worker.close()
-            if worker.failure is not None:
-                warnings.append(f"{worker.name} logging failed and was switched off: {worker.failure}")
-            elif not finished:
-                warnings.append(
-                    f"{tracker.name} logging did not finish within {tracker.flush_timeout_s:g} s "
-                    f"(logger.{tracker.name}.flush_timeout_s); its record of this run may be incomplete"
-                )
-                log.warning(warnings[-1])
-        self._workers = []
-        return warnings
+        process, self._process = self._process, None
+        return process.finish()
 
 
 def _is_number(value: Any) -> bool:
@@ -643,3 +728,7 @@ def finish_sweep(config: DictConfig, jobs: Sequence[Any]) -> None:
         client.set_terminated(parent["run_id"], "FINISHED" if len(complete) == len(jobs) else "FAILED")
     except Exception as error:
         log.warning("mlflow: the sweep's parent run was not finished (%s: %s)", type(error).__name__, error)
+
+
+if __name__ == "__main__":
+    serve(sys.stdin, sys.stdout)

@@ -23,6 +23,8 @@ FIGURES = {
     "files_images",
     "files_score",
     "help",
+    "tracking",
+    "tracking_unreachable",
 }
 
 
