@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from omegaconf import OmegaConf
 
-from hepad_cli.evaluation.plots import save_figure, styled_pyplot
+from hepad_cli.evaluation.plots import FigureStyle, figure_style, save_figure, styled_pyplot
 from hepad_cli.io import atomic_write_text
 from hepad_cli.report import ReportError, RunReport, SignalResult
 
@@ -332,6 +332,17 @@ except ImportError:  # pragma: no cover - hydra is a dependency; this keeps `hep
     _HydraCallback = object
 
 
+def _summary_style(config) -> FigureStyle:
+    """The evaluator's figure style of the sweep (the default look where its settings do not check out)."""
+    from hepad_cli.errors import ConfigError
+    from hepad_cli.evaluation.evaluate import EvaluatorSettings
+
+    try:
+        return EvaluatorSettings(**OmegaConf.to_container(config.evaluator, resolve=True)).figure_style
+    except (ConfigError, TypeError):
+        return FigureStyle()
+
+
 class SweepSummaryCallback(_HydraCallback):
     """Builds the sweep summary when a multirun ends, failed jobs included; with ``logger=mlflow`` the
     sweep is also one parent run in MLflow, its jobs the children."""
@@ -342,14 +353,11 @@ class SweepSummaryCallback(_HydraCallback):
         start_sweep(config)
 
     def on_multirun_end(self, config, **kwargs) -> None:
-        from hepad_cli.evaluation.evaluate import EvaluatorSettings
-        from hepad_cli.evaluation.plots import figure_style
         from hepad_cli.tracking import finish_sweep
 
         sweep_dir = Path(config.hydra.sweep.dir)
         try:
-            evaluator = EvaluatorSettings(**OmegaConf.to_container(config.evaluator, resolve=True))
-            with figure_style(evaluator.figure_style):
+            with figure_style(_summary_style(config)):
                 jobs = build_summary(sweep_dir)
         except FileNotFoundError as error:
             log.warning("no sweep summary: %s", error)
