@@ -742,8 +742,12 @@ def finish_sweep(config: DictConfig, jobs: Sequence[Any]) -> None:
 
 
 if __name__ == "__main__":
+    import signal
+
     if hasattr(os, "nice"):
         os.nice(10)  # where the run and its trackers compete for a core, the run goes first
+    # Ctrl-C reaches the whole process group: the run decides, and tells its trackers (KILLED).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     serve(sys.stdin, sys.stdout)
     sys.stdout.flush()
     sys.stderr.flush()
