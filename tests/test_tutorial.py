@@ -27,7 +27,7 @@ def test_the_committed_tutorial_has_no_outputs():
 def test_the_tutorial_runs_top_to_bottom(tmp_path, pythia_data_dir, monkeypatch):
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     index = next(i for i, c in enumerate(notebook.cells) if "parameters" in c.metadata.get("tags", []))
-    # Like papermill: tiny sizes (the cached session samples) in a cell right after the parameters.
+    # Like papermill: tiny sizes (the samples this test run cached) in a cell right after the parameters.
     tiny = (
         f"EVENTS = {json.dumps(TINY_PYTHIA)}\n"
         'TRAINING = ["trainer.epochs=2", "trainer.batch_size=64", "trainer.progress_bar=false", '
