@@ -31,7 +31,18 @@ from pathlib import Path
 
 from bench_common import REPO, Figure, Settings, Side, fmt_seconds
 
-FIGURES = ("images", "toptagging", "pythia", "training", "trigger", "bulk", "files", "tau32", "run")
+FIGURES = (
+    "images",
+    "toptagging",
+    "pythia",
+    "training",
+    "trigger",
+    "bulk",
+    "files",
+    "tau32",
+    "tracking",
+    "run",
+)
 GPU_FIGURES = ("gpu",)
 PACKAGES = (
     "numpy",
@@ -166,6 +177,7 @@ def registry() -> dict[str, Callable[[Settings], Figure | list[Figure]]]:
     import bench_files
     import bench_gpu
     import bench_models
+    import bench_tracking
 
     return {
         "gpu": bench_gpu.figure_gpu,
@@ -178,6 +190,7 @@ def registry() -> dict[str, Callable[[Settings], Figure | list[Figure]]]:
         "files": bench_files.figure_files,
         "run": figure_run,
         "tau32": bench_data.figure_tau32,
+        "tracking": bench_tracking.figure_tracking,
     }
 
 

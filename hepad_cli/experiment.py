@@ -56,13 +56,17 @@ class Stopwatch:
 def run(cfg: DictConfig, out_dir: Path, overrides: list[str] | None = None) -> RunReport:
     """Run one experiment described by the composed config; returns the report written to auc.json."""
     from hepad_cli.evaluation.physics import check_observables, decorrelated_scores
+    from hepad_cli.evaluation.plots import figure_style
     from hepad_cli.provenance import RunRecord
+    from hepad_cli.tracking import HISTORY_FILE, Trackers, write_history
 
     out_dir.mkdir(parents=True, exist_ok=True)
     # Claims the directory: an earlier run's files are moved aside, a live run's directory is refused.
     record = RunRecord(out_dir, OmegaConf.to_container(cfg, resolve=True), overrides or [])
     clock = Stopwatch()
+    trackers = Trackers([])
     try:
+        trackers = Trackers.start(cfg, out_dir, overrides or [])
         evaluator, dataset, detector = build(cfg)
         with clock.stage("data"):
             samples = dataset.load()
@@ -71,7 +75,9 @@ def run(cfg: DictConfig, out_dir: Path, overrides: list[str] | None = None) -> R
         warnings = check(samples)
         check_observables(evaluator, samples)
         with clock.stage("fit"):
-            fit(detector, samples)
+            fit(detector, samples, **trackers.fit_arguments(detector))
+        if detector.history_:
+            write_history(out_dir / HISTORY_FILE, detector.history_)
         record.add(compute=detector.compute_ or {"device": "cpu", "keras_backend": None})
         save_model(detector, samples, out_dir / MODEL_DIR, OmegaConf.to_container(cfg.data, resolve=True))
         with clock.stage("score"):
@@ -80,13 +86,16 @@ def run(cfg: DictConfig, out_dir: Path, overrides: list[str] | None = None) -> R
                 detector, samples, evaluator, out_dir / MODEL_DIR, scored.primary_scores
             )
         warnings += constant_score_warnings(scored)
-        report = evaluate(cfg, detector, samples, scored, evaluator, out_dir, warnings, clock)
+        with figure_style(evaluator.figure_style):
+            report = evaluate(cfg, detector, samples, scored, evaluator, out_dir, warnings, clock)
         report.run_id = record.run_id  # ties auc.json to this run's status.json and run_info.json
         write(report, scored, samples.observables, samples.provenance, out_dir)
         record.add(timing_s=clock.timing_s)
+        trackers.complete(report, out_dir)
         record.complete()
         return report
     except BaseException as error:
+        trackers.failed(error, out_dir)
         record.failed(error)  # removes this run's partial results first
         raise
     finally:
@@ -139,12 +148,13 @@ def signals_in_background_test(samples, skip: list[str]) -> list[str]:
     return warnings
 
 
-def fit(detector, samples) -> None:
-    """Background only; a detector that declares ``needs_labels`` gets the labelled training sets."""
+def fit(detector, samples, **fit_arguments) -> None:
+    """Background only; a detector that declares ``needs_labels`` gets the labelled training sets.
+    ``fit_arguments`` go to ``detector.fit`` (a Keras detector's per-epoch ``callbacks``)."""
     from hepad_cli.errors import DataError
 
     if detector.needs_labels:
-        detector.fit(samples.training_set("train"), samples.training_set("val"))
+        detector.fit(samples.training_set("train"), samples.training_set("val"), **fit_arguments)
         return
     if samples.has_training_labels:
         raise DataError(
@@ -152,7 +162,7 @@ def fit(detector, samples) -> None:
             f"{type(detector).__name__} trains unsupervised on background only: choose a detector that "
             "takes labels, or background-only training data (for cms_dqm: data.training=good_only)"
         )
-    detector.fit(samples.background_train, samples.background_val)
+    detector.fit(samples.background_train, samples.background_val, **fit_arguments)
 
 
 def save_model(detector, samples, model_dir: Path, data_config: dict) -> None:

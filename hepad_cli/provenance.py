@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 STATUS_FILE = "status.json"
 INFO_FILE = "run_info.json"
 #: What a run writes besides its record: they exist only for a complete run.
-RESULT_PATTERNS = ("auc.json", "scores.h5", "model", "*.png", ".*.partial*")
+RESULT_PATTERNS = ("auc.json", "scores.h5", "history.csv", "model", "*.png", "*.pdf", "*.svg", ".*.partial*")
 #: Where the files of an earlier run in the same directory are moved.
 EARLIER_RUNS = "earlier_runs"
 

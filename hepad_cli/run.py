@@ -20,9 +20,26 @@ log = logging.getLogger("hepad_cli")
 # TensorFlow's C++ info and warning lines drown the progress bars; errors still show.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-# One random tag per process keeps two runs started in the same second in different directories.
+# One random tag per process keeps two runs started in the same second in different directories
+# (hepad_cli.api renews it for every run it starts in one process).
 _PROCESS_TAG = secrets.token_hex(3)
+
+
+def renew_process_tag() -> None:
+    """A new tag for the next run directory composed in this process."""
+    global _PROCESS_TAG
+    _PROCESS_TAG = secrets.token_hex(3)
+
+
+def _config_help(*, _root_: DictConfig) -> str:
+    """`hepad-run --help`: groups, options and every key of the chosen options, from the YAML comments."""
+    from hepad_cli.config_help import render_help
+
+    return render_help(_root_)
+
+
 OmegaConf.register_new_resolver("process_tag", lambda: _PROCESS_TAG, replace=True)
+OmegaConf.register_new_resolver("config_help", _config_help, replace=True)
 
 #: Free space a run directory needs to hold at least its record and log.
 MIN_FREE_BYTES = 1 << 20
@@ -68,21 +85,32 @@ def status_line(out_dir: Path) -> str:
     return f"{path} could not be updated (see the log): it still says {status.get('status')!r}"
 
 
+def run_in_hydra_job(cfg: DictConfig):
+    """The run of one composed config in the directory Hydra made for it: the work of hepad-run and of
+    hepad_cli.api.run alike. Returns the RunReport."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from hepad_cli.experiment import run
+
+    hydra_cfg = HydraConfig.get()
+    out_dir = Path(hydra_cfg.runtime.output_dir)
+    log.info("run directory: %s", out_dir.resolve())
+    with sigterm_stops_the_run():
+        return run(cfg, out_dir, list(hydra_cfg.overrides.task))
+
+
 @hydra.main(version_base="1.3", config_path="pkg://hepad_cli.conf", config_name="config")
 def app(cfg: DictConfig) -> float:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
     from hepad_cli.errors import Terminated, is_environment_error, user_errors
-    from hepad_cli.experiment import run
 
     hydra_cfg = HydraConfig.get()
     out_dir = Path(hydra_cfg.runtime.output_dir)
     in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
-    log.info("run directory: %s", out_dir.resolve())
     try:
-        with sigterm_stops_the_run():
-            report = run(cfg, out_dir, list(hydra_cfg.overrides.task))
+        report = run_in_hydra_job(cfg)
     except (KeyboardInterrupt, Terminated) as stop:
         # Stops a sweep too: the batch system or the user wants the whole process gone.
         reason = str(stop) or "interrupted (Ctrl-C)"

@@ -230,6 +230,7 @@ def _evaluate(run, data, scorer, scored, collected, observables, provenance, eva
     """The pipeline's evaluate stage, with the first events of each sample for figures and latency."""
     from hepad_cli.data.files import BACKGROUND
     from hepad_cli.data.samples import Samples
+    from hepad_cli.evaluation.plots import figure_style
     from hepad_cli.experiment import evaluate
 
     def first(name: str) -> np.ndarray:
@@ -246,7 +247,8 @@ def _evaluate(run, data, scorer, scored, collected, observables, provenance, eva
         representation=data["representation"],
     )
     config = OmegaConf.merge(run.config, {"data": data})
-    return evaluate(config, scorer.detector, examples, scored, evaluator, out_dir, [], clock)
+    with figure_style(evaluator.figure_style):
+        return evaluate(config, scorer.detector, examples, scored, evaluator, out_dir, [], clock)
 
 
 def _write_copies(inputs, scored, observables, provenance, out_dir: Path, output_format: str) -> list[dict]:

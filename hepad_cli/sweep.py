@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from omegaconf import OmegaConf
 
-from hepad_cli.evaluation.plots import save_figure, styled_pyplot
+from hepad_cli.evaluation.plots import FigureStyle, figure_style, save_figure, styled_pyplot
 from hepad_cli.io import atomic_write_text
 from hepad_cli.provenance import INFO_FILE, describe_process, read_status, record_mismatch, run_liveness
 from hepad_cli.report import ReportError, RunReport, SignalResult
@@ -388,16 +389,37 @@ except ImportError:  # pragma: no cover - hydra is a dependency; this keeps `hep
     _HydraCallback = object
 
 
+def _summary_style(config) -> FigureStyle:
+    """The evaluator's figure style of the sweep (the default look where its settings do not check out)."""
+    from hepad_cli.errors import ConfigError
+    from hepad_cli.evaluation.evaluate import EvaluatorSettings
+
+    try:
+        return EvaluatorSettings(**OmegaConf.to_container(config.evaluator, resolve=True)).figure_style
+    except (ConfigError, TypeError):
+        return FigureStyle()
+
+
 class SweepSummaryCallback(_HydraCallback):
-    """Builds the sweep summary when a multirun ends, failed jobs included."""
+    """Builds the sweep summary when a multirun ends, failed jobs included; with ``logger=mlflow`` the
+    sweep is also one parent run in MLflow, its jobs the children."""
+
+    def on_multirun_start(self, config, **kwargs) -> None:
+        from hepad_cli.tracking import start_sweep
+
+        start_sweep(config)
 
     def on_multirun_end(self, config, **kwargs) -> None:
+        from hepad_cli.tracking import finish_sweep
+
         sweep_dir = Path(config.hydra.sweep.dir)
         try:
-            jobs = build_summary(sweep_dir)
+            with figure_style(_summary_style(config)):
+                jobs = build_summary(sweep_dir)
         except FileNotFoundError as error:
             log.warning("no sweep summary: %s", error)
             return
+        finish_sweep(config, jobs)
         failed = [job for job in jobs if job.status != "complete"]
         print(
             f"hepad-run: sweep of {len(jobs)} jobs, {len(failed)} not complete; summary in "

@@ -24,6 +24,8 @@ FIGURES = {
     "files_score",
     "help",
     "tau32",
+    "tracking",
+    "tracking_unreachable",
 }
 
 

@@ -102,7 +102,7 @@ def plot_channel_histograms(
     scores: Mapping[str, Mapping[str, np.ndarray]], aucs: Mapping[str, float], path: Path, title: str
 ) -> None:
     """One panel per score (global, then each channel): good and bad test events, density, log y."""
-    from hepad_cli.evaluation.plots import BACKGROUND_COLOUR, save_figure, styled_pyplot
+    from hepad_cli.evaluation.plots import BACKGROUND_COLOUR, density_histogram, save_figure, styled_pyplot
 
     plt = styled_pyplot()
     n = len(scores)
@@ -113,14 +113,12 @@ def plot_channel_histograms(
     for ax, (name, by_sample) in zip(axes.flat, scores.items(), strict=False):
         for sample, values in by_sample.items():
             is_good = sample == "background"
-            ax.hist(
-                np.clip(values, 0.0, 1.0),
-                bins=bins,
-                density=True,
-                histtype="stepfilled" if is_good else "step",
-                color=BACKGROUND_COLOUR if is_good else "tab:red",
-                alpha=0.35 if is_good else 1.0,
-                linewidth=2,
+            density_histogram(
+                ax,
+                values,
+                bins,
+                filled=is_good,
+                colour=BACKGROUND_COLOUR if is_good else "tab:red",
                 label=f"{'good' if is_good else sample} ({len(values):,})",
             )
         ax.set_yscale("log")

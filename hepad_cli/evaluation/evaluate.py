@@ -34,6 +34,10 @@ class EvaluatorSettings:
     sculpting: SculptingSettings | dict = field(default_factory=SculptingSettings)
     decorrelate: str | None = None
     decorrelation_bins: int = 10
+    style: str = "ROOT"
+    label: str | None = None
+    energy: str | None = None
+    formats: tuple[str, ...] | list[str] = ("png",)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -68,6 +72,12 @@ class EvaluatorSettings:
             not is_number(f) or not 0 < f < 1 for f in self.fprs
         ):
             raise ConfigError(f"evaluator.fprs must be a list of numbers in (0, 1), got {self.fprs!r}")
+        self.figure_style  # noqa: B018 - checks style, label, energy and formats
+
+    @property
+    def figure_style(self) -> plots.FigureStyle:
+        """Look, experiment label and file formats of the run's figures."""
+        return plots.FigureStyle(self.style, self.label, self.energy, tuple(self.formats))
 
 
 def score_samples_by_name(

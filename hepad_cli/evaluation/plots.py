@@ -1,37 +1,157 @@
-"""The figures of a run: score histograms, ROC curves, training history, latent space, reconstructions."""
+"""The figures of a run: score histograms, ROC curves, training history, latent space, reconstructions.
+
+Every figure goes through ``styled_pyplot`` and ``save_figure``: the look (an mplhep experiment style),
+the experiment label and the file formats are set here once, for the figures of the run in progress, by
+``figure_style`` (the evaluator's ``style``, ``label``, ``energy`` and ``formats``).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from hepad_cli.errors import ConfigError
 from hepad_cli.io import atomic_path
+from hepad_cli.validation import check_choice
 
 BACKGROUND_COLOUR = "0.35"
+# mplhep style and label helper of each experiment; ROOT is the plain look without an experiment.
+STYLES = ("ROOT", "CMS", "ATLAS", "LHCb", "ALICE")
+FORMATS = ("png", "pdf", "svg")
+_PNG_DPI = 110
+
+
+@dataclass(frozen=True)
+class FigureStyle:
+    """How figures look and which files they become: ``style`` (an mplhep experiment style), ``label``
+    (the experiment label's text, e.g. "Simulation"; null = none, the figure keeps its title),
+    ``energy`` (text at the right above the plot, e.g. "14 TeV") and ``formats`` (png always first)."""
+
+    style: str = "ROOT"
+    label: str | None = None
+    energy: str | None = None
+    formats: tuple[str, ...] = ("png",)
+
+    def __post_init__(self) -> None:
+        check_choice("evaluator.style", self.style, STYLES)
+        for key, value in (("evaluator.label", self.label), ("evaluator.energy", self.energy)):
+            if value is not None and not isinstance(value, str):
+                raise ConfigError(f"{key} must be text or null, got {value!r}")
+        formats = list(self.formats) if isinstance(self.formats, list | tuple) else [self.formats]
+        for value in formats:
+            check_choice("evaluator.formats", value, FORMATS, hint="a list, e.g. [png,pdf]")
+        if "png" not in formats or len(set(formats)) != len(formats):
+            raise ConfigError(
+                f"evaluator.formats must list png once (the run's browsers, MLflow and TensorBoard show "
+                f"the PNG) plus any of pdf, svg, got {formats!r}; e.g. evaluator.formats=[png,pdf]"
+            )
+        object.__setattr__(self, "formats", ("png", *(f for f in formats if f != "png")))
+
+
+_CURRENT_STYLE: ContextVar[FigureStyle | None] = ContextVar("figure_style", default=None)
+
+
+def current_style() -> FigureStyle:
+    """The style figures are made in now: the run's, or the default look outside a run."""
+    return _CURRENT_STYLE.get() or FigureStyle()
+
+
+@contextmanager
+def figure_style(style: FigureStyle) -> Iterator[None]:
+    """Figures made inside use ``style`` (the evaluator's settings of the run in progress)."""
+    token = _CURRENT_STYLE.set(style)
+    try:
+        yield
+    finally:
+        _CURRENT_STYLE.reset(token)
 
 
 def styled_pyplot():
-    """matplotlib.pyplot on the file-only Agg backend with the ROOT style of mplhep."""
+    """matplotlib.pyplot on the file-only Agg backend in the current style (ROOT of mplhep by default)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import mplhep
 
-    plt.style.use(mplhep.style.ROOT)
-    plt.rcParams.update({"figure.figsize": (8, 6), "font.size": 16, "legend.fontsize": 13})
+    style = current_style().style
+    plt.rcdefaults()
+    plt.style.use(getattr(mplhep.style, "LHCb2" if style == "LHCb" else style))
+    if style == "ROOT":
+        plt.rcParams.update({"figure.figsize": (8, 6), "font.size": 16, "legend.fontsize": 13})
     return plt
 
 
+def add_experiment_label(fig) -> list:
+    """The experiment label (e.g. "CMS Simulation", energy at the right) above a single-panel figure's
+    axes, in place of its title (a paper's caption says what the figure shows); multi-panel figures keep
+    their titles. Returns the text artists drawn."""
+    import mplhep
+
+    current = current_style()
+    if current.label is None or not fig.axes:
+        return []
+    ax = fig.axes[0]
+    spec = ax.get_subplotspec()
+    if spec is None or spec.get_topmost_subplotspec().get_gridspec().get_geometry() != (1, 1):
+        return []
+    ax.set_title("")
+    experiment = "" if current.style == "ROOT" else current.style
+    texts = mplhep.label.exp_label(
+        exp=experiment,
+        text=current.label,
+        data=True,  # the label text says what the events are; no automatic "Simulation"
+        rlabel=current.energy or "",
+        loc=0,
+        ax=ax,
+    )
+    return [text for text in texts if text is not None]
+
+
 def save_figure(fig, path: Path) -> None:
-    """Write the figure as PNG atomically (never a half-written file) and close it."""
-    with atomic_path(path, suffix=".partial.png") as tmp:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    """Write the figure atomically in every format of the current style (``path`` is the PNG; the others
+    get its name with their suffix) and close it."""
     import matplotlib.pyplot as plt
 
-    plt.close(fig)
+    add_experiment_label(fig)
+    path = Path(path)
+    try:
+        for extension in current_style().formats:
+            target = path.with_suffix(f".{extension}")
+            with atomic_path(target, suffix=f".partial.{extension}") as tmp:
+                fig.savefig(tmp, format=extension, dpi=_PNG_DPI, bbox_inches="tight")
+    finally:
+        plt.close(fig)
+
+
+def figure_files(names: list[str]) -> list[str]:
+    """Every file the figures ``names`` (PNG names) were written to in the current style's formats."""
+    formats = current_style().formats
+    return [str(Path(name).with_suffix(f".{extension}")) for name in names for extension in formats]
+
+
+def density_histogram(ax, values: np.ndarray, bins: np.ndarray, *, filled: bool, colour, label: str) -> None:
+    """A normalised histogram through mplhep.histplot: the background filled, signals as lines; values
+    outside the bins are counted in the first or last bin."""
+    import mplhep
+
+    counts, _ = np.histogram(np.clip(values, bins[0], bins[-1]), bins=bins, density=True)
+    mplhep.histplot(
+        counts,
+        bins,
+        ax=ax,
+        histtype="fill" if filled else "step",
+        color=colour,
+        alpha=0.35 if filled else 1.0,
+        linewidth=2,
+        label=label,
+        flow="none",
+    )
 
 
 def _signal_colours(names):
@@ -53,14 +173,12 @@ def plot_score_histograms(scores: Mapping[str, np.ndarray], score_label: str, pa
     fig, ax = plt.subplots()
     for name, values in scores.items():
         is_background = name == "background"
-        ax.hist(
-            np.clip(values, low, high),
-            bins=bins,
-            density=True,
-            histtype="stepfilled" if is_background else "step",
-            color=BACKGROUND_COLOUR if is_background else colours[name],
-            alpha=0.35 if is_background else 1.0,
-            linewidth=2,
+        density_histogram(
+            ax,
+            values,
+            bins,
+            filled=is_background,
+            colour=BACKGROUND_COLOUR if is_background else colours[name],
             label=f"{name} ({len(values):,} events)",
         )
     ax.set_yscale("log")

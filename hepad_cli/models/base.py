@@ -33,6 +33,8 @@ class Detector(ABC):
     has_latent_space: ClassVar[bool] = False
     reconstructs_input: ClassVar[bool] = False
     needs_labels: ClassVar[bool] = False
+    #: ``fit(..., callbacks=[...])`` takes Keras callbacks called every epoch (per-epoch logging).
+    takes_epoch_callbacks: ClassVar[bool] = False
     history_: dict[str, list[float]] | None = None
     #: Where the fit ran: Keras backend, accelerators, device (None: plain CPU code).
     compute_: dict | None = None

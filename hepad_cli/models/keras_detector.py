@@ -44,6 +44,7 @@ class KerasDetector(Detector):
     #: Named loss terms the subclass's ``loss_terms`` returns ("loss" is the one minimised).
     loss_names: ClassVar[tuple[str, ...]] = ("loss",)
     score_batch_size: ClassVar[int] = 4096
+    takes_epoch_callbacks: ClassVar[bool] = True
 
     def __init__(self, trainer: dict | None = None, seed: int = 0) -> None:
         self.trainer = dict(trainer or {})
