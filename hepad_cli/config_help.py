@@ -286,6 +286,9 @@ def render_help(root: DictConfig | None = None) -> str:
                     else yaml.safe_load((_conf_root() / group / f"{option}.yaml").read_text())
                 )
                 lines += _key_lines("logger.", option_keys(group, option), values)
+            elif config.is_global:
+                # An option that also sets keys of other groups names every key in full.
+                lines += _key_lines("", option_keys(group, option), composed)
             else:
                 lines += _key_lines(f"{group}.", option_keys(group, option), composed.get(group))
     for group, files in presets:
