@@ -46,9 +46,12 @@ def test_help_lists_the_chosen_options_keys_with_their_yaml_comments(tmp_path, o
     for group, option in chosen.items():
         assert f"== {group}={option} ==" in page
         assert f"*{option}" in next(line for line in page.splitlines() if line.startswith(f"{group}: "))
+        # The option's own section: a key may also appear under an option that sets it (model=conv_ae).
+        section = page[page.index(f"== {group}={option} ==") :]
+        section = section[: section.find("\n== ")]
         for key, text in chosen_keys(group, option):
-            line = next(line for line in page.splitlines() if line.startswith(f"  {key}="))
-            following = page[page.index(line) :][: len(line) + 400]
+            line = next(line for line in section.splitlines() if line.startswith(f"  {key}="))
+            following = section[section.index(line) :][: len(line) + 400]
             assert text.split()[0] in following, (key, text)
     for option in ("mlflow", "tensorboard"):
         for key, _ in chosen_keys("logger", option):
