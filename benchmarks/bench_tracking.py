@@ -28,7 +28,7 @@ def figure_tracking(settings: Settings) -> list[Figure]:
         # Seconds: PCA (no epochs) on a small ROOT file of flat features.
         data = write_feature_file(settings.work_dir / "tracking.root", 3000, seed=3)
         run = ["data=files", f"data.background=[{data}]", f"data.signals.same=[{data}]"]
-        run += [f"data.features=[{','.join(FEATURES)}]", "model=pca", "evaluator.n_bootstrap=5"]
+        run += [f"data.features=[{','.join(FEATURES)}]", "model=pca", "evaluator.n_bootstrap=0"]
         what = "PCA on 3000 events of a ROOT file"
     else:
         # The default Pythia jets (cached), a dense autoencoder trained with early stopping: every epoch

@@ -16,7 +16,7 @@ from hepad_cli.report import RunReport
 from hepad_cli.tracking import HISTORY_FILE, read_history
 from tests.conftest import FAST_TRAINER, REPO, TINY_PYTHIA, run_cli
 
-QUICK_PCA = ["model=pca", *TINY_PYTHIA, "evaluator.n_bootstrap=10", "evaluator.plots=false"]
+QUICK_PCA = ["model=pca", *TINY_PYTHIA, "evaluator.n_bootstrap=0", "evaluator.plots=false"]
 EPOCHS = 3
 
 

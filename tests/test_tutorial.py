@@ -31,7 +31,7 @@ def test_the_tutorial_runs_top_to_bottom(tmp_path, pythia_data_dir, monkeypatch)
     tiny = (
         f"EVENTS = {json.dumps(TINY_PYTHIA)}\n"
         'TRAINING = ["trainer.epochs=2", "trainer.batch_size=64", "trainer.progress_bar=false", '
-        '"evaluator.n_bootstrap=20"]\n'
+        '"evaluator.n_bootstrap=40"]\n'
     )
     notebook.cells.insert(index + 1, nbformat.v4.new_code_cell(tiny))
     monkeypatch.setenv("HEPAD_DATA_DIR", str(pythia_data_dir))
