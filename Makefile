@@ -23,7 +23,10 @@ install: $(STAMP)  ## create .venv and install hepad with its test tools (GPU=1:
 run: install  ## the embedded default: generate Pythia jets, train the conv AE, write outputs/...
 	$(BIN)/hepad-run $(ARGS)
 
-test: install  ## the test suite
+# One worker per core (at most 4), whole test files to a worker so their fixtures are built once.
+PYTEST_ARGS ?= -n auto --maxprocesses 4 --dist loadfile
+
+test: install  ## the test suite (PYTEST_ARGS= runs it in one process)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 sweep: install  ## latent-size sweep on the default data
