@@ -20,7 +20,6 @@ from bench_common import Figure, Settings, Side, fmt_rate
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-#: (model, batch size, precision) configurations; the last conv AE one is the "best setting".
 #: (model, batch size, precision, trainer.steps_per_execution, trainer.device_resident) configurations.
 CONFIGS = (
     ("conv_ae", 128, "float32", 1, "auto"),

@@ -84,3 +84,34 @@ def test_unknown_figure_is_refused_with_the_choices(tmp_path):
     )
     assert result.returncode != 0
     assert "images" in result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
+def test_gpu_benchmark_runs_on_the_cpu_says_so_and_still_compares_with_the_plain_loop(tmp_path, backend):
+    output = tmp_path / "results-gpu.json"
+    result = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "run.py"), "--gpu", "--smoke", "--output", str(output)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_BACKEND": backend, "CUDA_VISIBLE_DEVICES": ""},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(output.read_text())["figures"]
+    assert set(figures) == {"gpu_conv_ae_b128", "gpu_dense_ae_b256_spe4_host", "gpu_conv_ae_best"}
+    assert "CPU (no accelerator)" in result.stdout
+    for name in ("gpu_conv_ae_b128", "gpu_dense_ae_b256_spe4_host"):
+        figure = figures[name]
+        device = figure["device"]
+        assert device["keras_backend"] == backend and device["accelerators"] == []
+        assert device["note"] == "no accelerator: both sides ran on the CPU"
+        # Both sides trained the same network: the plain loop's rate is measured and the ratio follows.
+        assert figure["plain"]["events_per_s"] > 0 and figure["hepad"]["events_per_s"] > 0
+        assert figure["ratio"] == pytest.approx(
+            figure["hepad"]["events_per_s"] / figure["plain"]["events_per_s"]
+        )
+        assert figure["hepad"]["final_loss"] > 0 and figure["plain"]["final_loss"] > 0
+    # Without an accelerator the 1M jets/s target is not judged.
+    assert figures["gpu_conv_ae_best"]["met"] is None
