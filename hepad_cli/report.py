@@ -138,6 +138,16 @@ class RunReport:
         """The mean AUC over the signals (what an optimising sweeper maximises)."""
         return sum(r.auc for r in self.signals.values()) / len(self.signals)
 
+    def stronger_references(self) -> dict[str, dict[str, float]]:
+        """{signal: {observable: its AUC}} where a cut on that observable alone beats the primary score."""
+        stronger: dict[str, dict[str, float]] = {}
+        for observable, by_signal in (self.reference_observables or {}).items():
+            for signal, reference in by_signal.items():
+                result = self.signals.get(signal)
+                if result is not None and reference is not None and reference["auc"] > result.auc:
+                    stronger.setdefault(signal, {})[observable] = reference["auc"]
+        return stronger
+
     def bulk_seconds_per_event(self) -> float | None:
         """Bulk per-event scoring time as the run measured it (median of repeated calls)."""
         value = (self.inference_seconds_per_event.get("bulk") or {}).get("seconds_per_event")

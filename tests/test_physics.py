@@ -162,6 +162,16 @@ def test_cli_run_reports_sculpting_references_and_the_decorrelated_score(tmp_pat
         assert entry["signal_side"] == ("above" if auc >= 0.5 else "below")
     assert set(report.reference_observables) == {"mass", "tau32"}
     assert report.reference_observables["tau32"]["top"]["signal_side"] == "below"
+    # The console names every observable that alone separates a signal better than the score, and no other.
+    for signal, outcome in report.signals.items():
+        better = [
+            f"{name} AUC {by_signal[signal]['auc']:.3f}"
+            for name, by_signal in report.reference_observables.items()
+            if by_signal[signal]["auc"] > outcome.auc
+        ]
+        line = f"hepad-run: {signal}: one observable alone separates better: {', '.join(better)}"
+        assert (line in result.stderr.splitlines()) == bool(better), (line, result.stderr[-2000:])
+    assert report.stronger_references(), "PCA on tiny samples: the jet mass beats it for top jets"
     # Sculpting: the raw score's cut at 25 % of the 48 background test jets keeps 12.
     quarter = report.mass_sculpting["by_background_efficiency"]["0.25"]
     kept = background[score[origin == 0] > np.sort(score[origin == 0])[::-1][12]]
