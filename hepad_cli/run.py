@@ -140,9 +140,9 @@ def app(cfg: DictConfig) -> float:
         print(f"hepad-run: warning: {warning}", file=sys.stderr)
     aucs = ", ".join(f"{name} AUC {r.auc:.3f}" for name, r in report.signals.items())
     print(f"hepad-run: {aucs}", file=sys.stderr)
-    for signal, references in report.stronger_references().items():
+    for signal_name, references in report.stronger_references().items():
         cuts = ", ".join(f"{observable} AUC {auc:.3f}" for observable, auc in references.items())
-        print(f"hepad-run: {signal}: one observable alone separates better: {cuts}", file=sys.stderr)
+        print(f"hepad-run: {signal_name}: one observable alone separates better: {cuts}", file=sys.stderr)
     print(f"hepad-run: results in {out_dir.resolve()}", file=sys.stderr)
     # The objective an optimising sweeper maximises.
     return report.mean_auc()
