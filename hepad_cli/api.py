@@ -37,8 +37,7 @@ class RunResult:
     report: RunReport
 
     def __repr__(self) -> str:
-        aucs = ", ".join(f"{name} AUC {r.auc:.3f}" for name, r in self.report.signals.items())
-        return f"RunResult({self.directory}: {aucs})"
+        return f"RunResult({self.directory}: {self.report.auc_line()})"
 
 
 @dataclass

@@ -138,6 +138,10 @@ class RunReport:
         """The mean AUC over the signals (what an optimising sweeper maximises)."""
         return sum(r.auc for r in self.signals.values()) / len(self.signals)
 
+    def auc_line(self) -> str:
+        """'top AUC 0.879, w AUC 0.642, ...': the primary score's AUC per signal, as the commands print it."""
+        return ", ".join(f"{name} AUC {result.auc:.3f}" for name, result in self.signals.items())
+
     def stronger_references(self) -> dict[str, dict[str, float]]:
         """{signal: {observable: its AUC}} where a cut on that observable alone beats the primary score."""
         stronger: dict[str, dict[str, float]] = {}

@@ -138,8 +138,7 @@ def app(cfg: DictConfig) -> float:
         raise SystemExit(1) from None
     for warning in report.warnings:
         print(f"hepad-run: warning: {warning}", file=sys.stderr)
-    aucs = ", ".join(f"{name} AUC {r.auc:.3f}" for name, r in report.signals.items())
-    print(f"hepad-run: {aucs}", file=sys.stderr)
+    print(f"hepad-run: {report.auc_line()}", file=sys.stderr)
     for signal_name, references in report.stronger_references().items():
         cuts = ", ".join(f"{observable} AUC {auc:.3f}" for observable, auc in references.items())
         print(f"hepad-run: {signal_name}: one observable alone separates better: {cuts}", file=sys.stderr)

@@ -48,8 +48,7 @@ def app(cfg: DictConfig) -> None:
         print(f"hepad-score: marked failed in {out_dir / 'status.json'}", file=sys.stderr)
         raise SystemExit(1) from None
     if report is not None:
-        aucs = ", ".join(f"{name} AUC {r.auc:.3f}" for name, r in report.signals.items())
-        print(f"hepad-score: {aucs}", file=sys.stderr)
+        print(f"hepad-score: {report.auc_line()}", file=sys.stderr)
     print(f"hepad-score: results in {out_dir.resolve()}", file=sys.stderr)
 
 
