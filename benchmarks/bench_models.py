@@ -29,7 +29,8 @@ def mse(reconstruction: np.ndarray, x: np.ndarray) -> np.ndarray:
 
 #: Top-vs-QCD AUC of the validation-selected model that counts as "a good detector" (full mode).
 TARGET_AUC = 0.85
-MAX_EPOCHS = 30
+#: Epochs each side trains; the notebook recipe reaches the target in 4-5.
+MAX_EPOCHS = 8
 
 
 def training_data(settings: Settings) -> tuple[dict[str, np.ndarray], str]:
@@ -64,32 +65,58 @@ def training_data(settings: Settings) -> tuple[dict[str, np.ndarray], str]:
     }, "the default Pythia sample: QCD train 3600, val 1200, test 1200; top 1500; 16×16 images"
 
 
-def time_to_auc_callback(score, data: dict[str, np.ndarray], target: float):
-    """A Keras callback that adds up training wall time per epoch (its own AUC evaluation excluded) and
-    stops once the validation-selected model (best validation loss so far) reaches ``target`` AUC."""
-    import keras
+class TimeToAUC:
+    """Training wall time until the validation-selected model (lowest validation loss so far) reaches a
+    target AUC. During the fit a Keras callback only adds up each epoch's wall time and keeps a copy of
+    the trainable weights whenever the validation loss improves; the AUCs are computed after the fit, so
+    that scoring between epochs does not slow the next epoch down."""
 
-    class TimeToAUC(keras.callbacks.Callback):
-        def __init__(self):
-            super().__init__()
-            self.seconds, self.best_val, self.selected_auc, self.reached = 0.0, np.inf, 0.5, None
-            self.trace: list[tuple[float, float]] = []
+    def __init__(self, score, data: dict[str, np.ndarray], target: float):
+        import keras
 
-        def on_epoch_begin(self, epoch, logs=None):
-            self.started = time.perf_counter()
+        self.score, self.data, self.target = score, data, target
+        self.reached: tuple[float, int] | None = None
+        self.trace: list[tuple[float, float]] = []
+        class EpochClock(keras.callbacks.Callback):
+            def __init__(self):
+                super().__init__()
+                self.seconds, self.best_val = 0.0, np.inf
+                self.epochs: list[tuple[float, int]] = []  # (seconds so far, snapshot selected)
+                self.snapshots: list[list[np.ndarray]] = []
 
-        def on_epoch_end(self, epoch, logs=None):
-            self.seconds += time.perf_counter() - self.started
-            val_loss = float((logs or {}).get("val_loss", np.inf))
-            if val_loss < self.best_val:
-                self.best_val = val_loss
-                self.selected_auc = auc(score(data["test"]), score(data["signal"]))
-            self.trace.append((round(self.seconds, 2), round(self.selected_auc, 4)))
-            if self.reached is None and self.selected_auc >= target:
-                self.reached = (self.seconds, epoch + 1)
-                self.model.stop_training = True
+            def on_epoch_begin(self, epoch, logs=None):
+                self.started = time.perf_counter()
 
-    return TimeToAUC()
+            def on_epoch_end(self, epoch, logs=None):
+                self.seconds += time.perf_counter() - self.started
+                val_loss = float((logs or {}).get("val_loss", np.inf))
+                if val_loss < self.best_val:
+                    self.best_val = val_loss
+                    self.snapshots.append([np.array(v) for v in self.model.trainable_variables])
+                self.epochs.append((self.seconds, len(self.snapshots) - 1))
+
+        self.callback = EpochClock()
+
+    def evaluate(self) -> None:
+        """The selected model's AUC after each epoch; ``reached`` = (seconds, epoch) of the first that
+        reaches the target."""
+        epochs, snapshots = self.callback.epochs, self.callback.snapshots
+        aucs: dict[int, float] = {}
+        for number, (seconds, selected) in enumerate(epochs, start=1):
+            if selected < 0:
+                value = 0.5
+            elif selected in aucs:
+                value = aucs[selected]
+            else:
+                for variable, weights in zip(self.callback.model.trainable_variables, snapshots[selected]):
+                    variable.assign(weights)
+                value = aucs[selected] = auc(self.score(self.data["test"]), self.score(self.data["signal"]))
+            self.trace.append((round(seconds, 2), round(value, 4)))
+            if self.reached is None and value >= self.target:
+                self.reached = (seconds, number)
+
+    def seconds(self) -> Seconds:
+        return Seconds(self.reached[0] if self.reached else np.inf)
 
 
 def figure_training(settings: Settings) -> Figure:
@@ -108,7 +135,7 @@ def figure_training(settings: Settings) -> Figure:
     model_settings = {
         k: v for k, v in dict(defaults.model).items() if k not in ("_target_", "trainer", "seed")
     }
-    runs: dict[str, list] = {"notebook": [], "ours": []}
+    runs: dict[str, list[TimeToAUC]] = {"notebook": [], "ours": []}
     seeds = iter(range(1000))
 
     def notebook():
@@ -118,7 +145,7 @@ def figure_training(settings: Settings) -> Figure:
         notebook_network = {**model_settings, "start_from_mean_image": False}
         model, _ = ConvAutoencoder(**notebook_network).build(data["train"].shape[1:])
         model.compile(optimizer=keras.optimizers.Adam(), loss="mse")
-        clock = time_to_auc_callback(lambda x: mse(model.predict_on_batch(x), x), data, target)
+        clock = TimeToAUC(lambda x: mse(model.predict_on_batch(x), x), data, target)
         model.fit(
             data["train"],
             data["train"],
@@ -127,23 +154,29 @@ def figure_training(settings: Settings) -> Figure:
             validation_data=(data["val"], data["val"]),
             shuffle=True,
             verbose=0,
-            callbacks=[clock],
+            callbacks=[clock.callback],
         )
+        clock.evaluate()
         runs["notebook"].append(clock)
         keras.backend.clear_session()
-        return Seconds(clock.reached[0] if clock.reached else np.inf)
+        return clock.seconds()
 
     def ours():
         detector = ConvAutoencoder(**model_settings, trainer=trainer, seed=next(seeds))
-        clock = time_to_auc_callback(detector.score, data, target)
-        detector.fit(data["train"], data["val"], callbacks=[clock])
+        clock = TimeToAUC(detector.score, data, target)
+        detector.fit(data["train"], data["val"], callbacks=[clock.callback])
+        clock.evaluate()
         runs["ours"].append(clock)
         keras.backend.clear_session()
-        return Seconds(clock.reached[0] if clock.reached else np.inf)
+        return clock.seconds()
 
     times = side_by_side(settings.heavy_repeats, {"notebook": notebook, "ours": ours}, warmup=False)
     baseline = Side("notebook recipe: batch 32, Adam 1e-3", times["notebook"])
-    fast = Side(f"hepad default trainer (batch {trainer['batch_size']})", times["ours"])
+    fast = Side(
+        f"hepad default trainer (batch {trainer['batch_size']}, Adam {trainer['learning_rate']:g}, "
+        f"epsilon {trainer['epsilon']:g})",
+        times["ours"],
+    )
     ratio = baseline.median / fast.median if np.isfinite(fast.median) else 0.0
     epochs = {name: [c.reached[1] if c.reached else None for c in clocks] for name, clocks in runs.items()}
 
@@ -163,9 +196,11 @@ def figure_training(settings: Settings) -> Figure:
         baseline_text=text(baseline, "notebook"),
         ours_text=text(fast, "ours"),
         notes=[
-            f"{description}; median over {settings.heavy_repeats} seeds, each side alternating",
+            f"{description}; median over {settings.heavy_repeats} seeds, each side alternating, "
+            f"{max_epochs} epochs each",
             f"hepad trainer: {trainer}",
-            "time = training and validation wall time, the AUC evaluation after each epoch excluded",
+            "time = training and validation wall time of the epochs up to the first whose "
+            "validation-selected model reaches the target; the AUCs are computed after the fit",
         ],
         extra={
             "target_auc": target,

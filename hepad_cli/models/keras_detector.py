@@ -130,7 +130,14 @@ class KerasDetector(Detector):
             else:
                 model = training_model(self)
             self.history_ = fit_keras(
-                model, inputs, targets, val_inputs, val_targets, settings, callbacks=callbacks
+                model,
+                inputs,
+                targets,
+                val_inputs,
+                val_targets,
+                settings,
+                callbacks=callbacks,
+                validation_batch_size=self.score_batch_size,
             )
         if settings.distribute != "none":
             self.networks_ = {name: _undistributed(network) for name, network in self.networks_.items()}

@@ -35,6 +35,7 @@ class TrainerSettings:
     batch_size: int = 128
     learning_rate: float = 1e-3
     optimizer: str = "adam"
+    epsilon: float = 1e-7
     early_stopping_patience: int = 10
     reduce_lr_patience: int = 2
     reduce_lr_factor: float = 0.1
@@ -50,7 +51,7 @@ class TrainerSettings:
             check_int(f"trainer.{name}", getattr(self, name))
         for name in ("early_stopping_patience", "reduce_lr_patience"):
             check_int(f"trainer.{name}", getattr(self, name), minimum=0)
-        for name in ("learning_rate", "min_learning_rate"):
+        for name in ("learning_rate", "min_learning_rate", "epsilon"):
             check_number(f"trainer.{name}", getattr(self, name), low=0, low_open=True)
         check_number("trainer.reduce_lr_factor", self.reduce_lr_factor, 0, 1, low_open=True, high_open=True)
         check_choice("trainer.optimizer", self.optimizer, OPTIMIZERS)
@@ -228,18 +229,29 @@ def _mirrored_strategy(devices: tuple[str, ...]):
 
 
 def fit_keras(
-    model, x_train, y_train, x_val, y_val, settings: TrainerSettings, callbacks: list | None = None
+    model,
+    x_train,
+    y_train,
+    x_val,
+    y_val,
+    settings: TrainerSettings,
+    callbacks: list | None = None,
+    validation_batch_size: int | None = None,
 ) -> dict[str, list[float]]:
-    """Compile and fit ``model`` (its loss is its own ``compute_loss``); validation on background only;
-    ``callbacks`` run after the trainer's own; returns the per-epoch history."""
+    """Compile and fit ``model`` (its loss is its own ``compute_loss``); validation on background only,
+    in batches of ``validation_batch_size`` (default: the training batch size; no gradients are kept, so
+    larger batches only save per-step overhead); ``callbacks`` run after the trainer's own; returns the
+    per-epoch history."""
     import keras
 
-    optimizer = {
-        "adam": keras.optimizers.Adam,
-        "adadelta": keras.optimizers.Adadelta,
-        "sgd": keras.optimizers.SGD,
-        "rmsprop": keras.optimizers.RMSprop,
-    }[settings.optimizer](learning_rate=settings.learning_rate)
+    if settings.optimizer == "sgd":
+        optimizer = keras.optimizers.SGD(learning_rate=settings.learning_rate)
+    else:
+        optimizer = {
+            "adam": keras.optimizers.Adam,
+            "adadelta": keras.optimizers.Adadelta,
+            "rmsprop": keras.optimizers.RMSprop,
+        }[settings.optimizer](learning_rate=settings.learning_rate, epsilon=settings.epsilon)
     model.compile(optimizer=optimizer, steps_per_execution=settings.steps_per_execution)
     extra_callbacks = list(callbacks or [])
     callbacks = [keras.callbacks.TerminateOnNaN()]
@@ -267,6 +279,7 @@ def fit_keras(
         validation_data=(x_val, y_val),
         epochs=settings.epochs,
         batch_size=settings.batch_size,
+        validation_batch_size=max(settings.batch_size, validation_batch_size or 0),
         shuffle=True,
         verbose=0,
         callbacks=callbacks,

@@ -60,12 +60,31 @@ def test_conv_ae_score_is_the_per_event_mean_squared_error():
     np.testing.assert_allclose(detector.score(x), expected, rtol=1e-5)
 
 
+def test_adam_epsilon_below_the_pixel_gradients_lets_the_conv_ae_weights_move():
+    # Normalised 8x8 images: pixels ~1/64, so the MSE gradients are far below Adam's default epsilon 1e-7,
+    # which then shrinks every step; trainer.epsilon=1e-12 lets Adam take steps of about the learning rate.
+    x = images(128, 6)
+
+    def encoder_kernel(learning_rate: float, epsilon: float) -> np.ndarray:
+        trainer = {**TINY_TRAINER, "epochs": 1, "learning_rate": learning_rate, "epsilon": epsilon}
+        detector = ConvAutoencoder(latent_dim=2, filters=8, trainer=trainer, seed=2).fit(x[:96], x[96:])
+        encoder = detector.networks_["model"].get_layer("encoder")
+        return np.asarray(encoder.layers[1].kernel)  # the second convolution
+
+    initial = encoder_kernel(1e-30, 1e-12)  # the same seed's starting weights, moved by nothing visible
+    moved_default = np.median(np.abs(encoder_kernel(1e-3, 1e-7) - initial))
+    moved_small = np.median(np.abs(encoder_kernel(1e-3, 1e-12) - initial))
+    assert moved_small > 1e-4, moved_small  # three steps of about 1e-3
+    assert moved_small > 20 * moved_default, (moved_small, moved_default)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
         ({"trainer": {"epochs": "ten"}}, "trainer.epochs"),
         ({"trainer": {"batch_size": 0}}, "trainer.batch_size"),
         ({"trainer": {"epoch": 3}}, "unknown trainer keys"),
+        ({"trainer": {"epsilon": 0}}, "trainer.epsilon"),
         ({"filters": -1}, "model.filters"),
     ],
 )

@@ -70,7 +70,8 @@ def test_toptag_conv_ae_is_the_notebook_network():
         ],
     )
     assert (cfg.data.image.size, cfg.data.image.radius, cfg.data.image.normalise) == (16, 0.8, True)
-    assert (cfg.trainer.optimizer, cfg.trainer.learning_rate, cfg.trainer.batch_size) == ("adam", 0.001, 32)
+    trainer = cfg.trainer
+    assert (trainer.optimizer, trainer.learning_rate, trainer.epsilon, trainer.batch_size) == ("adam", 0.001, 1e-7, 32)
 
 
 def test_hls4ml_vae_is_the_notebook_network():
