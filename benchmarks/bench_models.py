@@ -77,6 +77,7 @@ class TimeToAUC:
         self.score, self.data, self.target = score, data, target
         self.reached: tuple[float, int] | None = None
         self.trace: list[tuple[float, float]] = []
+
         class EpochClock(keras.callbacks.Callback):
             def __init__(self):
                 super().__init__()
@@ -108,7 +109,8 @@ class TimeToAUC:
             elif selected in aucs:
                 value = aucs[selected]
             else:
-                for variable, weights in zip(self.callback.model.trainable_variables, snapshots[selected]):
+                variables = self.callback.model.trainable_variables
+                for variable, weights in zip(variables, snapshots[selected], strict=True):
                     variable.assign(weights)
                 value = aucs[selected] = auc(self.score(self.data["test"]), self.score(self.data["signal"]))
             self.trace.append((round(seconds, 2), round(value, 4)))

@@ -71,7 +71,8 @@ def test_toptag_conv_ae_is_the_notebook_network():
     )
     assert (cfg.data.image.size, cfg.data.image.radius, cfg.data.image.normalise) == (16, 0.8, True)
     trainer = cfg.trainer
-    assert (trainer.optimizer, trainer.learning_rate, trainer.epsilon, trainer.batch_size) == ("adam", 0.001, 1e-7, 32)
+    recipe = (trainer.optimizer, trainer.learning_rate, trainer.epsilon, trainer.batch_size)
+    assert recipe == ("adam", 0.001, 1e-7, 32)
 
 
 def test_hls4ml_vae_is_the_notebook_network():
