@@ -84,7 +84,16 @@ def test_data_parallel_training_over_two_virtual_cpu_devices(backend, tmp_path):
         np.testing.assert_allclose(entry["after_load"], scores, rtol=1e-6, atol=1e-12, err_msg=name)
 
 
-def test_a_jax_run_writes_the_whole_output_contract(tmp_path, pythia_data_dir):
+def without_tensorflow(directory: Path) -> dict:
+    """Environment of a machine with JAX but no TensorFlow (as GPU nodes often are): a ``tensorflow``
+    package first on the path that fails to import, as a missing one does."""
+    package = directory / "tensorflow"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text('raise ImportError("No module named \'tensorflow\'")\n')
+    return {"KERAS_BACKEND": "jax", "PYTHONPATH": str(directory)}
+
+
+def test_a_jax_run_without_tensorflow_writes_the_whole_output_contract(tmp_path, pythia_data_dir):
     from tests.conftest import FAST_TRAINER, TINY_PYTHIA
     from tests.test_cli import CONTRACT
 
@@ -94,7 +103,7 @@ def test_a_jax_run_writes_the_whole_output_contract(tmp_path, pythia_data_dir):
         f"paths.data_dir={pythia_data_dir}",
         "hydra.run.dir=run",
         cwd=tmp_path,
-        env={"KERAS_BACKEND": "jax"},
+        env=without_tensorflow(tmp_path / "no-tensorflow"),
     )
     assert result.returncode == 0, result.stderr[-3000:]
     run_dir = tmp_path / "run"
