@@ -89,7 +89,7 @@ def without_tensorflow(directory: Path) -> dict:
     package first on the path that fails to import, as a missing one does."""
     package = directory / "tensorflow"
     package.mkdir(parents=True)
-    (package / "__init__.py").write_text('raise ImportError("No module named \'tensorflow\'")\n')
+    (package / "__init__.py").write_text("raise ImportError(\"No module named 'tensorflow'\")\n")
     return {"KERAS_BACKEND": "jax", "PYTHONPATH": str(directory)}
 
 
