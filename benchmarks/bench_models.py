@@ -101,18 +101,14 @@ class TimeToAUC:
     def evaluate(self) -> None:
         """The selected model's AUC after each epoch; ``reached`` = (seconds, epoch) of the first that
         reaches the target."""
-        epochs, snapshots = self.callback.epochs, self.callback.snapshots
-        aucs: dict[int, float] = {}
-        for number, (seconds, selected) in enumerate(epochs, start=1):
-            if selected < 0:
-                value = 0.5
-            elif selected in aucs:
-                value = aucs[selected]
-            else:
-                variables = self.callback.model.trainable_variables
-                for variable, weights in zip(variables, snapshots[selected], strict=True):
-                    variable.assign(weights)
-                value = aucs[selected] = auc(self.score(self.data["test"]), self.score(self.data["signal"]))
+        variables = self.callback.model.trainable_variables
+        aucs = []
+        for snapshot in self.callback.snapshots:
+            for variable, weights in zip(variables, snapshot, strict=True):
+                variable.assign(weights)
+            aucs.append(auc(self.score(self.data["test"]), self.score(self.data["signal"])))
+        for number, (seconds, selected) in enumerate(self.callback.epochs, start=1):
+            value = aucs[selected] if selected >= 0 else 0.5  # no finite validation loss yet
             self.trace.append((round(seconds, 2), round(value, 4)))
             if self.reached is None and value >= self.target:
                 self.reached = (seconds, number)

@@ -244,14 +244,15 @@ def fit_keras(
     per-epoch history."""
     import keras
 
-    if settings.optimizer == "sgd":
-        optimizer = keras.optimizers.SGD(learning_rate=settings.learning_rate)
-    else:
-        optimizer = {
-            "adam": keras.optimizers.Adam,
-            "adadelta": keras.optimizers.Adadelta,
-            "rmsprop": keras.optimizers.RMSprop,
-        }[settings.optimizer](learning_rate=settings.learning_rate, epsilon=settings.epsilon)
+    options = {"learning_rate": settings.learning_rate}
+    if settings.optimizer != "sgd":  # the only one without an epsilon
+        options["epsilon"] = settings.epsilon
+    optimizer = {
+        "adam": keras.optimizers.Adam,
+        "adadelta": keras.optimizers.Adadelta,
+        "sgd": keras.optimizers.SGD,
+        "rmsprop": keras.optimizers.RMSprop,
+    }[settings.optimizer](**options)
     model.compile(optimizer=optimizer, steps_per_execution=settings.steps_per_execution)
     extra_callbacks = list(callbacks or [])
     callbacks = [keras.callbacks.TerminateOnNaN()]
